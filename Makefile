@@ -1,0 +1,37 @@
+# The two commands of the README contract: `make run` (the embedded default) and `make test`.
+# Both create the virtual environment and install what they need on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned: the pair below is what our CI machines carry; override for other platforms,
+# e.g. make TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STORE ?= leverplus-store
+
+.PHONY: install run test lint format clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/leverplus data synth --out $(STORE)/datasets/synthetic --seed 0
+	$(BIN)/leverplus data validate --root $(STORE)/datasets/synthetic --check-images
+
+test: install lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,3 @@
+from leverplus.cli import main
+
+raise SystemExit(main())

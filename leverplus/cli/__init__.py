@@ -1,0 +1,99 @@
+"""`leverplus <command>`: parse settings and arguments, then call a pure function. Heavy libraries are imported
+inside the handlers so that `--help` is instant.
+
+Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from leverplus import __version__
+from leverplus.errors import ConfigError, LeverPlusError
+
+__all__ = ["build_parser", "load_cli_settings", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _settings_options() -> argparse.ArgumentParser:
+    """--config and --set, accepted before the command and after it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config", default=argparse.SUPPRESS, metavar="FILE", help="YAML settings file (see `config show`)"
+    )
+    parent.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="GROUP.FIELD=VALUE",
+        help="override one setting, e.g. --set lvlm.backend=sim (repeatable; highest precedence)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from leverplus.cli import config_cmd, data_cmd, eval_score_cmd
+
+    common = _settings_options()
+    parser = argparse.ArgumentParser(
+        prog="leverplus",
+        description="Grow balanced RL data for an ICD selector, train it (SFT, RCE, GRPO) and evaluate it on VQAv2.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"leverplus {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for module in (config_cmd, data_cmd, eval_score_cmd):
+        module.register(commands, common)
+    return parser
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected GROUP.FIELD=VALUE")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+def load_cli_settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from leverplus.config import load_settings
+
+    overrides = _parse_overrides(getattr(args, "overrides", []) or [])
+    overrides.update(extra or {})
+    return load_settings(getattr(args, "config", None), overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from leverplus.log import configure_logging, get_logger
+
+    configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+        return EXIT_OK if result is None else int(result)
+    except LeverPlusError as exc:
+        print(f"leverplus: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("leverplus: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: keep the traceback for the report
+        get_logger().exception("unexpected failure", command=args.command, error=type(exc).__name__)
+        return EXIT_FAILURE
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
