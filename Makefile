@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STORE ?= leverplus-store
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+docs: install
+	$(BIN)/python scripts/sync_readme.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -85,6 +85,12 @@ class DataSettings(_Group):
         "val", description="Split that provides evaluation questions (VQAv2 val2014)."
     )
     check_images: bool = Field(False, description="Verify every referenced image exists when loading a split.")
+    synthesize_if_missing: bool = Field(
+        False, description="`leverplus run`: write the synthetic world at the data root when it has no dataset."
+    )
+    synth_train: int = Field(3000, ge=1, description="Synthetic world: train questions (3 per image).")
+    synth_val: int = Field(600, ge=1, description="Synthetic world: val questions.")
+    synth_seed: int = Field(0, description="Synthetic world: seed (same seed, byte-identical files).")
 
 
 class LVLMSettings(_Group):
@@ -162,6 +168,12 @@ class RLSettings(_Group):
     clip_eps: float = Field(0.2, gt=0, lt=1, description="GRPO ratio clip epsilon.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip for SFT, RCE and GRPO.")
     batch_queries: int = Field(16, ge=1, description="Queries (groups) per optimiser step in RCE and GRPO.")
+    retrain_growth: float = Field(
+        0.2,
+        ge=0,
+        description="data-growth retrains once the balanced set has grown by this fraction since the "
+        "data version the newest trained policy used.",
+    )
 
     @model_validator(mode="after")
     def _band_ordered(self) -> RLSettings:
@@ -318,20 +330,6 @@ def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def settings_to_dict(settings: Settings, *, mask_secrets: bool = True) -> dict[str, Any]:
-    """Plain data for YAML/JSON. Secrets are masked unless explicitly asked for (never for output)."""
-    data = settings.model_dump(mode="json")
-    for group_name, group in settings:
-        for field_name, value in group:
-            if isinstance(value, SecretStr):
-                data[group_name][field_name] = "***" if mask_secrets else value.get_secret_value()
-    return data
-
-
-def settings_to_yaml(settings: Settings) -> str:
-    return yaml.safe_dump(settings_to_dict(settings), sort_keys=False)
-
-
 def _secret_fields() -> list[tuple[str, str]]:
     return [
         (group, name)
@@ -341,11 +339,24 @@ def _secret_fields() -> list[tuple[str, str]]:
     ]
 
 
+def settings_to_dict(settings: Settings, *, secrets: Literal["mask", "omit"] = "mask") -> dict[str, Any]:
+    """Plain data for YAML/JSON. Secrets are masked ("***" where set) or omitted; their values are never written."""
+    data = settings.model_dump(mode="json")
+    for group, name in _secret_fields():
+        if secrets == "omit":
+            del data[group][name]
+        elif data[group][name] is not None:
+            data[group][name] = "***"
+    return data
+
+
+def settings_to_yaml(settings: Settings, secrets: Literal["mask", "omit"] = "mask") -> str:
+    return yaml.safe_dump(settings_to_dict(settings, secrets=secrets), sort_keys=False)
+
+
 def settings_hash(settings: Settings) -> str:
     """sha256 of the canonical settings without credentials: a new key is not a new configuration."""
-    data = settings_to_dict(settings)
-    for group, name in _secret_fields():
-        del data[group][name]
+    data = settings_to_dict(settings, secrets="omit")
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

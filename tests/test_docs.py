@@ -9,8 +9,8 @@ from leverplus.config import settings_reference_markdown
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_settings_reference_is_current() -> None:
+def test_readme_settings_reference_is_current() -> None:  # regenerate with `make docs`
     text = README.read_text()
     start = text.index("<!-- settings-reference:start")
     body = text[text.index("\n", start) + 1 : text.index("<!-- settings-reference:end -->")]
-    assert body == settings_reference_markdown(), "run `leverplus config reference` and paste it into README.md"
+    assert body == settings_reference_markdown(), "run `make docs`"

@@ -1,0 +1,185 @@
+"""`leverplus <stage>`: one command per pipeline stage. Each parses its arguments, binds run/round/shard to the
+log context, and calls the stage function; pods under Argo and the local runner invoke exactly these."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[Any, argparse.Namespace], Any]
+
+
+def _context(args: argparse.Namespace, stage: str) -> Any:
+    from leverplus.cli import load_cli_settings
+    from leverplus.log import bind
+    from leverplus.stages.context import StageContext
+
+    settings = load_cli_settings(args)
+    bind(
+        **{
+            k: v
+            for k, v in (
+                ("run", getattr(args, "run", None)),
+                ("round", getattr(args, "round", None)),
+                ("shard", getattr(args, "shard", None)),
+            )
+            if v is not None
+        }
+    )
+    return StageContext(settings, stage)
+
+
+def _stage(
+    commands: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    name: str,
+    help_text: str,
+    handler: Handler,
+    *options: tuple[tuple[str, ...], dict[str, Any]],
+) -> None:
+    parser = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+    for flags, kwargs in options:
+        parser.add_argument(*flags, **kwargs)
+    parser.set_defaults(handler=lambda args: handler(_context(args, name), args))
+
+
+RUN = (("--run",), {"required": True, "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"})
+ROUND = (("--round",), {"required": True, "metavar": "ROUND_ID", "help": "round id (letters, digits, . _ -)"})
+SHARD = (("--shard",), {"required": True, "type": int, "help": "shard id from the plan's JSON list"})
+FORCE = (("--force",), {"action": "store_true", "help": "redo even if the output exists"})
+
+
+def _plan(ctx: Any, args: argparse.Namespace) -> None:
+    from leverplus.errors import ConfigError
+    from leverplus.stages.plan import eval_plan_key, plan_key, run_plan, sft_plan_key
+
+    if args.kind == "rl":
+        if not args.round:
+            raise ConfigError("plan --kind rl needs --round")
+        plan = run_plan(ctx, "rl", plan_key(args.round), args.round, args.force)
+    else:
+        if not args.run:
+            raise ConfigError(f"plan --kind {args.kind} needs --run")
+        key = sft_plan_key(args.run) if args.kind == "sft" else eval_plan_key(args.run)
+        plan = run_plan(ctx, args.kind, key, args.run, args.force)
+    print(json.dumps(plan.shard_ids()))
+
+
+def _print(value: Any) -> None:
+    print(value if isinstance(value, str) else json.dumps(value))
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from_stages = "leverplus.stages"
+
+    def call(module: str, function: str, *arg_names: str, **fixed: Any) -> Handler:
+        def handler(ctx: Any, args: argparse.Namespace) -> None:
+            import importlib
+
+            fn = getattr(importlib.import_module(f"{from_stages}.{module}"), function)
+            _print(fn(ctx, *(getattr(args, a) for a in arg_names), **fixed))
+
+        return handler
+
+    _stage(
+        commands,
+        common,
+        "features",
+        "compute each split's embeddings once and store them",
+        call("features", "run_features", "force"),
+        FORCE,
+    )
+    _stage(
+        commands,
+        common,
+        "plan",
+        "choose queries, build pools, shard them; print the shard ids as JSON",
+        _plan,
+        (("--kind",), {"choices": ("rl", "sft", "eval"), "required": True, "help": "what the plan is for"}),
+        (("--round",), {"metavar": "ROUND_ID", "help": "round id (kind rl)"}),
+        (("--run",), {"metavar": "RUN_ID", "help": "run id (kinds sft and eval)"}),
+        FORCE,
+    )
+    _stage(
+        commands,
+        common,
+        "score",
+        "score one shard of a round's RL queries with the LVLM",
+        call("score", "run_score", "round", "shard", "policy", "force"),
+        ROUND,
+        SHARD,
+        (("--policy",), {"metavar": "URI", "help": "policy checkpoint that proposes candidates (else random only)"}),
+        FORCE,
+    )
+    _stage(
+        commands,
+        common,
+        "filter",
+        "join a round's shards, keep balanced queries, publish the next version",
+        call("filter", "run_filter", "round"),
+        ROUND,
+    )
+    _stage(
+        commands,
+        common,
+        "sft-data",
+        "InfoScore beam search over one shard of SFT anchors",
+        call("sft_data", "run_sft_data", "run", "shard", "force"),
+        RUN,
+        SHARD,
+        FORCE,
+    )
+    _stage(commands, common, "sft", "train the selector on the InfoScore beams", call("train", "run_sft", "run"), RUN)
+    _stage(
+        commands,
+        common,
+        "rce",
+        "reward-weighted cross-entropy on the balanced set",
+        call("train", "run_rce", "run", "init", "data_version"),
+        RUN,
+        (("--init",), {"required": True, "metavar": "URI", "help": "starting checkpoint (the SFT policy)"}),
+        (("--data-version",), {"type": int, "help": "balanced-set version (default: latest)"}),
+    )
+    _stage(
+        commands,
+        common,
+        "grpo",
+        "offline GRPO on the balanced set's groups",
+        call("train", "run_grpo", "run", "init", "data_version"),
+        RUN,
+        (("--init",), {"required": True, "metavar": "URI", "help": "starting checkpoint (the RCE policy)"}),
+        (("--data-version",), {"type": int, "help": "balanced-set version (default: latest)"}),
+    )
+    _stage(
+        commands,
+        common,
+        "eval",
+        "answer one shard of evaluation questions with every system and shot count",
+        call("evaluate", "run_eval", "run", "shard", "policy", "sft", "force"),
+        RUN,
+        SHARD,
+        (("--policy",), {"required": True, "metavar": "URI", "help": "trained policy checkpoint"}),
+        (("--sft",), {"required": True, "metavar": "URI", "help": "SFT policy checkpoint (the baseline)"}),
+        FORCE,
+    )
+    _stage(
+        commands,
+        common,
+        "growth-check",
+        "print true when the balanced set has grown enough to retrain",
+        call("growth", "run_growth_check"),
+    )
+    _stage(
+        commands,
+        common,
+        "report",
+        "score the evaluation and write report.md, report.html, plots, metrics.json",
+        call("report", "run_report", "run", "allow_prompt_mismatch"),
+        RUN,
+        (
+            ("--allow-prompt-mismatch",),
+            {"action": "store_true", "help": "compare with earlier runs whose prompt hash differs"},
+        ),
+    )

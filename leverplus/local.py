@@ -1,0 +1,89 @@
+"""Run a pipeline DAG on one machine. Every step is invoked exactly as a pod would invoke it — the same
+`leverplus <stage> ...` command line in a fresh process — and fan-out items run on a pool of `workers` processes.
+Each step's log goes to <log_dir>/<step>[-<item>].log; a failing step stops the run with its last log lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leverplus.errors import LeverPlusError
+from leverplus.log import get_logger
+from leverplus.pipeline import Pipeline, Step
+
+__all__ = ["LocalRunner", "StepFailed"]
+
+
+class StepFailed(LeverPlusError):
+    """A pipeline step exited non-zero."""
+
+
+@dataclass
+class LocalRunner:
+    config_file: Path  # the resolved settings every step reads (LEVERPLUS_CONFIG)
+    log_dir: Path
+    workers: int = 2
+    on_step: Callable[[str, str], None] = lambda step, status: None
+    outputs: dict[str, str] = field(default_factory=dict)  # step -> what it printed (stdout, stripped)
+
+    def _env(self, step_name: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "LEVERPLUS_CONFIG"}
+        env["LEVERPLUS_CONFIG"] = str(self.config_file)
+        env.setdefault("LEVERPLUS_LOG_FORMAT", "json")
+        return env
+
+    def _invoke(self, step: Step, args: list[str], label: str) -> str:
+        log_path = self.log_dir / f"{label}.log"
+        start = time.monotonic()
+        with open(log_path, "w") as log:
+            proc = subprocess.run(
+                [sys.executable, "-m", "leverplus", *args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=self._env(step.name),
+                check=False,
+            )
+        if proc.returncode != 0:
+            tail = log_path.read_text().strip().splitlines()[-3:]
+            raise StepFailed(
+                f"step {label} failed (exit {proc.returncode}): `leverplus {' '.join(args)}`; "
+                f"log {log_path}: {' | '.join(tail)}"
+            )
+        get_logger().debug("step done", step=label, seconds=round(time.monotonic() - start, 1))
+        return proc.stdout.strip()
+
+    def _items(self, source: str) -> list[str]:
+        printed = self.outputs[source].splitlines()[-1] if self.outputs.get(source) else "[]"
+        items = json.loads(printed)
+        if not isinstance(items, list):
+            raise StepFailed(f"step {source} printed {printed[:80]!r}, not a JSON list of shard ids")
+        return [str(i) for i in items]
+
+    def run(self, pipeline: Pipeline, params: dict[str, str]) -> dict[str, str]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for step in pipeline.order():
+            if step.when and self.outputs.get(step.when[0], "").splitlines()[-1:] != [step.when[1]]:
+                self.on_step(step.name, "skipped")
+                self.outputs[step.name] = ""
+                continue
+            self.on_step(step.name, "running")
+            if step.fan_out:
+                items = self._items(step.fan_out)
+                with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+                    futures = [
+                        pool.submit(self._invoke, step, step.render(params, item), f"{step.name}-{item}")
+                        for item in items
+                    ]
+                    self.outputs[step.name] = "\n".join(f.result() for f in futures)
+            else:
+                self.outputs[step.name] = self._invoke(step, step.render(params), step.name)
+            self.on_step(step.name, "done")
+        return self.outputs

@@ -1,0 +1,180 @@
+"""SFT, RCE and GRPO training loops for the selector. Each reads top to bottom in one order: set lr -> forward ->
+loss -> backward -> clip -> step -> zero grad -> log. Metrics go to one sink with slash-namespaced names.
+
+GRPO's reference is a frozen copy of the policy GRPO started from (see `train_grpo`).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from leverplus.features import FeatureTable
+from leverplus.policy.batch import make_batch, sequences_to_actions
+from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
+from leverplus.policy.network import PointerSelector
+
+__all__ = ["Group", "SFTExample", "train_grpo", "train_rce", "train_sft"]
+
+Sink = Callable[[int, dict[str, float]], None]  # (global step, metrics)
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    question_id: int
+    pool: list[int]
+    sequence: list[int]  # ICD question_ids in prompt order
+
+
+@dataclass(frozen=True)
+class Group:
+    question_id: int
+    pool: list[int]
+    sequences: list[list[int]]  # G candidate ICD sequences
+    rewards: list[float]  # (G,)
+
+
+def _batches(items: Sequence[Any], size: int, rng: random.Random) -> list[list[Any]]:
+    order = list(items)
+    rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def _step(net: PointerSelector, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> float:
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def train_sft(
+    net: PointerSelector,
+    examples: Sequence[SFTExample],
+    queries: FeatureTable,
+    icds: FeatureTable,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    grad_clip: float,
+    seed: int,
+    sink: Sink,
+) -> PointerSelector:
+    """Maximise log pi(sequence | query, pool) on InfoScore beam sequences."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
+    step = 0
+    for epoch in range(epochs):
+        for chunk in _batches(examples, batch_size, rng):
+            batch = make_batch([e.question_id for e in chunk], [e.pool for e in chunk], queries, icds)
+            actions = sequences_to_actions(batch.pool_ids, [e.sequence for e in chunk])
+            logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)  # (B,)
+            loss = -logp.mean()
+            grad_norm = _step(net, optimizer, loss, grad_clip)
+            step += 1
+            sink(step, {"sft/loss": float(loss.detach()), "sft/grad_norm": grad_norm, "sft/epoch": epoch})
+    return net
+
+
+def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: FeatureTable, icds: FeatureTable):  # noqa: ANN202
+    """log pi of every candidate of every group -> (B, G), and rewards (B, G)."""
+    g = len(groups[0].sequences)
+    batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).repeat(g)
+    actions = sequences_to_actions(batch.pool_ids, [s for x in groups for s in x.sequences])
+    logp = net.log_prob(batch.query, batch.pool, batch.mask, actions).view(len(groups), g)
+    rewards = torch.tensor([x.rewards for x in groups], dtype=torch.float32)
+    return logp, rewards
+
+
+def train_rce(
+    net: PointerSelector,
+    groups: Sequence[Group],
+    queries: FeatureTable,
+    icds: FeatureTable,
+    *,
+    epochs: int,
+    lr: float,
+    tau_start: float,
+    tau_end: float,
+    batch_size: int,
+    grad_clip: float,
+    seed: int,
+    sink: Sink,
+) -> PointerSelector:
+    """Reward-weighted cross-entropy with the temperature annealed linearly from tau_start to tau_end."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
+    total_steps = max(1, epochs * -(-len(groups) // batch_size))
+    step = 0
+    for epoch in range(epochs):
+        for chunk in _batches(groups, batch_size, rng):
+            tau = tau_start + (tau_end - tau_start) * step / max(1, total_steps - 1)
+            logp, rewards = _group_logp(net, chunk, queries, icds)
+            loss = rce_loss(logp, rewards, tau)
+            grad_norm = _step(net, optimizer, loss, grad_clip)
+            step += 1
+            sink(
+                step, {"rce/loss": float(loss.detach()), "rce/tau": tau, "rce/grad_norm": grad_norm, "rce/epoch": epoch}
+            )
+    return net
+
+
+def train_grpo(
+    net: PointerSelector,
+    groups: Sequence[Group],
+    queries: FeatureTable,
+    icds: FeatureTable,
+    *,
+    epochs: int,
+    lr: float,
+    beta: float,
+    clip_eps: float,
+    batch_size: int,
+    grad_clip: float,
+    seed: int,
+    sink: Sink,
+    on_epoch_end: Callable[[int, PointerSelector], None] = lambda epoch, net: None,
+) -> PointerSelector:
+    """Offline GRPO on stored groups.
+
+    pi_old is the policy at the start of each epoch (its log-probs are snapshotted then), so the ratio and the clip
+    act within an epoch; the reference is a frozen copy of the policy GRPO started from. The selector is small
+    (~10^5 parameters), so a copy is exact and cheap where LoRA-with-adapters-disabled would be the large-model trick.
+    """
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    reference = copy.deepcopy(net).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
+    step = 0
+    for epoch in range(epochs):
+        chunks = _batches(groups, batch_size, rng)
+        with torch.no_grad():
+            old = [_group_logp(net, chunk, queries, icds)[0] for chunk in chunks]
+            ref = [_group_logp(reference, chunk, queries, icds)[0] for chunk in chunks]
+        for chunk, old_logp, ref_logp in zip(chunks, old, ref, strict=True):
+            logp, rewards = _group_logp(net, chunk, queries, icds)
+            advantages = group_advantages(rewards)
+            loss = grpo_loss(logp, old_logp, ref_logp, advantages, clip_eps=clip_eps, beta=beta)
+            diagnostics = grpo_diagnostics(logp, old_logp, ref_logp, rewards, clip_eps)
+            grad_norm = _step(net, optimizer, loss, grad_clip)
+            step += 1
+            sink(
+                step,
+                {
+                    "grpo/loss": float(loss.detach()),
+                    "grpo/grad_norm": grad_norm,
+                    "grpo/epoch": epoch,
+                    "grpo/reward_mean": float(rewards.mean()),
+                    **{f"grpo/{k}": v for k, v in diagnostics.items()},
+                },
+            )
+        on_epoch_end(epoch, net)
+    return net

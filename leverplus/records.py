@@ -1,0 +1,101 @@
+"""Pipeline records that cross process boundaries: plans, candidate groups, manifests.
+
+Candidate records store raw facts (prediction, VQA accuracy, correct flag, optional answer probability); rewards
+are computed from them at training time by a named mode, so changing the mode never needs rescoring.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Candidate",
+    "CandidateGroup",
+    "EvalRecord",
+    "Manifest",
+    "Plan",
+    "PlannedQuery",
+    "canonical_json",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlannedQuery(_Record):
+    question_id: int
+    pool: list[int]  # ICD question_ids from the train split, never the query itself
+
+
+class Plan(_Record):
+    """What a fan-out will do: queries with their pools, split into shards (one pod each under Argo)."""
+
+    kind: Literal["rl", "sft", "eval"]
+    split: str
+    sampler: str
+    pool_size: int
+    encoder: str
+    shards: list[list[PlannedQuery]]
+    settings_hash: str
+    prompt_hash: str
+
+    def shard_ids(self) -> list[int]:
+        return list(range(len(self.shards)))
+
+
+class Candidate(_Record):
+    icd_ids: list[int]  # prompt order
+    prediction: str
+    accuracy: float  # official VQA accuracy in [0, 1]
+    correct: bool  # accuracy > rl.hard_threshold
+    answer_prob: float | None = None
+    source: Literal["policy", "random"]
+
+
+class CandidateGroup(_Record):
+    """One RL query's scored candidates: the unit of the balanced filter and of RCE/GRPO."""
+
+    question_id: int
+    pool: list[int]
+    candidates: list[Candidate]
+    round_id: str
+    prompt_hash: str
+    lvlm: str
+
+    @property
+    def positive_ratio(self) -> float:
+        return sum(c.correct for c in self.candidates) / len(self.candidates)
+
+
+class EvalRecord(_Record):
+    """One evaluation question answered by one system at one shot count."""
+
+    question_id: int
+    system: str
+    shots: int
+    icd_ids: list[int]
+    prediction: str
+    accuracy: float
+
+
+class Manifest(_Record):
+    """Provenance of a published object: what made it, from what, and checksums of what it wrote."""
+
+    kind: str
+    settings_hash: str
+    prompt_hash: str
+    code_version: str
+    inputs: dict[str, str] = Field(default_factory=dict)  # name -> URI
+    outputs: dict[str, str] = Field(default_factory=dict)  # key -> sha256
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON: the same data always gives the same bytes."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,77 @@
+"""The report's plots, as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+__all__ = ["accuracy_vs_shots", "history_plot", "ratio_histogram"]
+
+
+def _figure() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _figure().close(fig)
+    return out.getvalue()
+
+
+def accuracy_vs_shots(eval_metrics: dict[str, dict[str, dict]]) -> bytes:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for system, by_shot in eval_metrics.items():
+        if system == "zero-shot":
+            m = by_shot["0"]
+            ax.axhline(m["accuracy"], color="grey", linestyle="--", label="zero-shot")
+            ax.axhspan(m["ci95"][0], m["ci95"][1], color="grey", alpha=0.12)
+            continue
+        shots = sorted(by_shot, key=int)
+        acc = [by_shot[k]["accuracy"] for k in shots]
+        err = [
+            [a - by_shot[k]["ci95"][0] for k, a in zip(shots, acc, strict=True)],
+            [by_shot[k]["ci95"][1] - a for k, a in zip(shots, acc, strict=True)],
+        ]
+        ax.errorbar([int(k) for k in shots], acc, yerr=err, marker="o", capsize=3, label=system)
+    ax.set_xlabel("shots")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("VQA accuracy (%)")
+    ax.set_title("Accuracy vs shots (95 % bootstrap intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def ratio_histogram(scored_hist: list[int], accepted_band: tuple[float, float]) -> bytes:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    edges = [i / 10 for i in range(10)]
+    ax.bar(edges, scored_hist, width=0.1, align="edge", edgecolor="white")
+    ax.axvspan(*accepted_band, color="green", alpha=0.12, label="kept (balanced band)")
+    ax.set_xlabel("positive ratio of a query's candidates")
+    ax.set_ylabel("queries")
+    ax.set_title("Positive ratio of scored queries")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def history_plot(history: list[dict[str, Any]]) -> bytes:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    xs = list(range(len(history)))
+    ax.bar(xs, [h["queries"] for h in history], color="#9ecae1", label="balanced queries")
+    ax.set_ylabel("balanced queries")
+    ax.set_xticks(xs, [h["run_id"][-12:] for h in history], rotation=30, fontsize=7)
+    ax2 = ax.twinx()
+    ax2.plot(xs, [h["shot1"] for h in history], color="#d62728", marker="o", label="policy shot-1 accuracy")
+    ax2.set_ylabel("shot-1 accuracy (%)")
+    ax.set_title("Balanced-set size and accuracy across runs")
+    fig.legend(fontsize=8, loc="upper left")
+    return _png(fig)

@@ -1,0 +1,107 @@
+"""What every stage shares: settings, the store, bound logging, cached data/features/LVLM, and the store layout.
+
+Store layout (DESIGN §4):
+  features/<encoder>/<split>.safetensors
+  rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json
+  rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
+  runs/<run-id>/sft-data/..., checkpoints/<stage>/..., eval/..., report/...
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from leverplus import __version__
+from leverplus.config import Settings, settings_hash
+from leverplus.data import VQASplit, load_split
+from leverplus.errors import ConfigError, DataError
+from leverplus.features import FeatureTable
+from leverplus.log import bind, get_logger
+from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.records import Manifest, Plan, canonical_json
+from leverplus.store import Store, open_store
+
+__all__ = ["StageContext", "check_id", "shard_key"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Run and round ids become key segments: no '/', no '..', no surprises."""
+    if not _ID.fullmatch(value) or ".." in value:
+        raise ConfigError(f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' (no '/' or '..')")
+    return value
+
+
+def shard_key(prefix: str, shard: int) -> str:
+    return f"{prefix}/shards/{shard:05d}.jsonl"
+
+
+@dataclass
+class StageContext:
+    settings: Settings
+    stage: str
+    _features: dict[tuple[str, str], FeatureTable] = field(default_factory=dict)
+    _splits: dict[str, VQASplit] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bind(stage=self.stage)
+        self.log = get_logger()
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.settings.store.uri, self.settings.store)
+
+    @cached_property
+    def settings_hash(self) -> str:
+        return settings_hash(self.settings)
+
+    def split(self, name: str) -> VQASplit:
+        if name not in self._splits:
+            root = open_store(self.settings.data_root(), self.settings.store)
+            self._splits[name] = load_split(root, name, check_images=self.settings.data.check_images)
+        return self._splits[name]
+
+    def features(self, split: str, encoder: str | None = None) -> FeatureTable:
+        encoder = encoder or self.settings.features.encoder
+        if (encoder, split) not in self._features:
+            from leverplus.features.table import feature_key
+
+            if not self.store.exists(feature_key(encoder, split)):
+                raise DataError(
+                    f"{self.store.uri_for(feature_key(encoder, split))} does not exist: run `leverplus features` first"
+                )
+            self._features[encoder, split] = FeatureTable.load(self.store, encoder, split)
+        return self._features[encoder, split]
+
+    @cached_property
+    def lvlm(self) -> Any:
+        from leverplus.lvlm import load_lvlm
+
+        return load_lvlm(self)
+
+    def checkpoint_store(self, uri_or_key: str) -> Store:
+        """A checkpoint given as a full URI (scheme:// or absolute path) or as a key inside the store."""
+        if "://" in uri_or_key or uri_or_key.startswith("/"):
+            return open_store(uri_or_key, self.settings.store)
+        return open_store(self.store.uri_for(uri_or_key), self.settings.store)
+
+    def read_plan(self, key: str) -> Plan:
+        try:
+            return Plan.model_validate_json(self.store.get_bytes(key))
+        except ValueError as exc:
+            raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({str(exc).splitlines()[0]})") from exc
+
+    def manifest(self, kind: str, **fields: Any) -> Manifest:
+        return Manifest(
+            kind=kind, settings_hash=self.settings_hash, prompt_hash=PROMPT_HASH, code_version=__version__, **fields
+        )
+
+    def put_json(self, key: str, obj: Any) -> str:
+        return self.store.put_bytes(key, canonical_json(obj)).sha256
+
+    def put_jsonl(self, key: str, rows: list[Any]) -> str:
+        return self.store.put_bytes(key, b"".join(canonical_json(r) + b"\n" for r in rows)).sha256

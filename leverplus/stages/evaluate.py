@@ -1,0 +1,105 @@
+"""`leverplus eval`: one shard of evaluation questions, answered by every system at every shot count with ICDs
+from the same per-query pools.
+
+  policy      the trained selector (GRPO output), greedy
+  sft         the starting selector, greedy
+  random      uniform from the pool (seeded per question and shot count)
+  similarity  the pool's top-k by embedding cosine, least similar first so the closest sits next to the query
+  zero-shot   no ICDs (shot count 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from leverplus.errors import ConfigError
+from leverplus.lvlm.base import Request
+from leverplus.metrics import vqa_accuracy
+from leverplus.policy import PointerSelector, load_policy
+from leverplus.policy.batch import make_batch
+from leverplus.pools import check_shots, rank_by_similarity
+from leverplus.progress import progress
+from leverplus.records import EvalRecord, PlannedQuery
+from leverplus.stages.context import StageContext, check_id, shard_key
+
+__all__ = ["SYSTEMS", "eval_prefix", "run_eval"]
+
+SYSTEMS = ("policy", "sft", "random", "similarity", "zero-shot")
+Selector = Callable[[PlannedQuery, int], list[int]]
+
+
+def eval_prefix(run_id: str) -> str:
+    return f"runs/{check_id(run_id, 'run id')}/eval"
+
+
+def _policy_selector(ctx: StageContext, net: PointerSelector, split: str) -> Selector:
+    queries, train = ctx.features(split), ctx.features(ctx.settings.data.train_split)
+
+    def select(q: PlannedQuery, k: int) -> list[int]:
+        batch = make_batch([q.question_id], [q.pool], queries, train)
+        picks = net.select(batch.query, batch.pool, batch.mask, k, greedy=True)[0]
+        return [q.pool[i] for i in picks.tolist()]
+
+    return select
+
+
+def _similarity_selector(ctx: StageContext, split: str) -> Selector:
+    queries, train = ctx.features(split), ctx.features(ctx.settings.data.train_split)
+
+    def select(q: PlannedQuery, k: int) -> list[int]:
+        order = rank_by_similarity(queries.joint([q.question_id])[0], train.joint(q.pool))
+        return [q.pool[i] for i in reversed(order[:k].tolist())]
+
+    return select
+
+
+def _random_selector(seed: int) -> Selector:
+    def select(q: PlannedQuery, k: int) -> list[int]:
+        rng = np.random.default_rng([seed, q.question_id, k])
+        return [int(x) for x in rng.choice(q.pool, size=k, replace=False)]
+
+    return select
+
+
+def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_uri: str, force: bool = False) -> str:
+    prefix = eval_prefix(run_id)
+    key = shard_key(prefix, shard)
+    if ctx.store.exists(key) and not force:
+        ctx.log.info("shard exists, skipping", uri=ctx.store.uri_for(key))
+        return ctx.store.uri_for(key)
+    plan = ctx.read_plan(f"{prefix}/plan.json")
+    if not 0 <= shard < len(plan.shards):
+        raise ConfigError(f"shard {shard} is not in {ctx.store.uri_for(prefix)} (shards 0..{len(plan.shards) - 1})")
+    s = ctx.settings
+    shots = [k for k in s.eval.shots if k > 0]
+    selectors: dict[str, Selector] = {
+        "policy": _policy_selector(ctx, load_policy(ctx.checkpoint_store(policy_uri))[0], plan.split),
+        "sft": _policy_selector(ctx, load_policy(ctx.checkpoint_store(sft_uri))[0], plan.split),
+        "random": _random_selector(s.eval.seed),
+        "similarity": _similarity_selector(ctx, plan.split),
+    }
+    queries, train = ctx.split(plan.split), ctx.split(s.data.train_split)
+    records: list[EvalRecord] = []
+    with progress(len(plan.shards[shard]), f"evaluating shard {shard}") as update:
+        for q in plan.shards[shard]:
+            if shots:
+                check_shots(q.pool, max(shots), q.question_id)
+            jobs = [("zero-shot", 0, [])] + [(name, k, pick(q, k)) for name, pick in selectors.items() for k in shots]
+            record = queries[q.question_id]
+            responses = ctx.lvlm.answer([Request(record, tuple(train[i] for i in ids)) for _, _, ids in jobs])
+            for (system, k, ids), response in zip(jobs, responses, strict=True):
+                records.append(
+                    EvalRecord(
+                        question_id=q.question_id,
+                        system=system,
+                        shots=k,
+                        icd_ids=ids,
+                        prediction=response.prediction,
+                        accuracy=vqa_accuracy(response.prediction, record.answers, s.eval.metric_mode),
+                    )
+                )
+            update(1)
+    ctx.put_jsonl(key, records)
+    return ctx.store.uri_for(key)

@@ -1,0 +1,121 @@
+"""`leverplus filter`: join every shard of a round, keep balanced queries, and publish the next version of the
+cumulative balanced set.
+
+Balanced: at least one positive and one negative, and min_pos_ratio <= positives / candidates <= max_pos_ratio.
+The set is keyed by question_id: a round adds only queries not already present. Versions are immutable
+(v1, v2, ...); `latest` moves only after the version is written. The round's shards stay in the store, so rejected
+queries' groups are never lost.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from leverplus.errors import DataError, IntegrityError
+from leverplus.records import CandidateGroup
+from leverplus.stages.context import StageContext, shard_key
+from leverplus.stages.plan import plan_key, round_prefix
+
+__all__ = ["BALANCED", "is_balanced", "load_balanced", "read_groups", "run_filter"]
+
+BALANCED = "rl-data/balanced"
+MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
+
+
+def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bool:
+    positives = sum(c.correct for c in group.candidates)
+    ratio = positives / len(group.candidates)
+    return 0 < positives < len(group.candidates) and min_ratio <= ratio <= max_ratio
+
+
+def read_groups(ctx: StageContext, key: str) -> list[CandidateGroup]:
+    groups = []
+    for line_no, line in enumerate(ctx.store.get_bytes(key).splitlines(), start=1):
+        try:
+            groups.append(CandidateGroup.model_validate_json(line))
+        except ValueError as exc:
+            raise IntegrityError(
+                f"{ctx.store.uri_for(key)}: line {line_no} is not a candidate group ({str(exc).splitlines()[0]})"
+            ) from exc
+    return groups
+
+
+def latest_version(ctx: StageContext) -> int:
+    if not ctx.store.exists(f"{BALANCED}/latest"):
+        return 0
+    text = ctx.store.get_bytes(f"{BALANCED}/latest").decode().strip()
+    if not (text.startswith("v") and text[1:].isdigit()):
+        raise IntegrityError(f"{ctx.store.uri_for(f'{BALANCED}/latest')}: expected 'v<n>', found {text[:20]!r}")
+    return int(text[1:])
+
+
+def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, list[CandidateGroup]]:
+    version = latest_version(ctx) if version is None else version
+    if version == 0:
+        return 0, []
+    return version, read_groups(ctx, f"{BALANCED}/v{version}.jsonl")
+
+
+def _stats(groups: list[CandidateGroup]) -> dict:
+    ratios = [g.positive_ratio for g in groups]
+    candidates = sum(len(g.candidates) for g in groups)
+    positives = sum(c.correct for g in groups for c in g.candidates)
+    hist, _ = np.histogram(ratios, bins=10, range=(0.0, 1.0))
+    return {
+        "queries": len(groups),
+        "candidates": candidates,
+        "positive_ratio": round(positives / candidates, 4) if candidates else 0.0,
+        "ratio_histogram": hist.tolist(),
+    }
+
+
+def _export(groups: list[CandidateGroup], version: int) -> dict:
+    """The interchange file: every balanced query's pool and scored candidates, keyed by question_id."""
+    return {"version": f"v{version}", "queries": {str(g.question_id): g.model_dump(mode="json") for g in groups}}
+
+
+def run_filter(ctx: StageContext, round_id: str) -> dict:
+    plan = ctx.read_plan(plan_key(round_id))
+    prefix = round_prefix(round_id)
+    missing = [i for i in plan.shard_ids() if not ctx.store.exists(shard_key(prefix, i))]
+    if missing:
+        raise DataError(f"round {round_id}: shards {missing[:10]} have no output yet; run `leverplus score` first")
+    scored = [g for i in plan.shard_ids() for g in read_groups(ctx, shard_key(prefix, i))]
+    rl = ctx.settings.rl
+    accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+    version, current = load_balanced(ctx)
+    present = {g.question_id for g in current}
+    added = [g for g in accepted if g.question_id not in present]
+    round_stats = {
+        "scored_queries": len(scored),
+        "accepted_queries": len(accepted),
+        "added_queries": len(added),
+        "scored": _stats(scored),
+        "accepted": _stats(accepted),
+    }
+    if added:
+        merged = sorted(current + added, key=lambda g: g.question_id)
+        version += 1
+        sha = ctx.put_jsonl(f"{BALANCED}/v{version}.jsonl", merged)
+        ctx.put_json(
+            f"{BALANCED}/v{version}.manifest.json",
+            ctx.manifest(
+                "balanced-set",
+                inputs={"round": ctx.store.uri_for(prefix)},
+                outputs={f"v{version}.jsonl": sha},
+                stats={**_stats(merged), "round_id": round_id, "added_queries": len(added)},
+            ),
+        )
+        ctx.store.put_bytes(MERGED_EXPORT, json.dumps(_export(merged, version), sort_keys=True).encode())
+        ctx.store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
+        ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=len(merged))
+    else:
+        ctx.log.info("nothing new to publish", round_id=round_id, accepted=len(accepted), latest=f"v{version}")
+    round_stats["version"] = f"v{version}"
+    ctx.put_json(
+        f"{prefix}/manifest.json",
+        ctx.manifest("round", inputs={"plan": ctx.store.uri_for(plan_key(round_id))}, stats=round_stats),
+    )
+    return round_stats

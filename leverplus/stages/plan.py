@@ -1,0 +1,119 @@
+"""`leverplus plan`: choose queries, build their pools, split them into shards, write plan.json, and print the shard
+ids as a JSON list (what Argo's withParam fans out over).
+
+  rl    train queries never planned in an earlier round (accepted or rejected), as many as the target number of
+        new balanced queries needs at the acceptance rate seen so far
+  sft   a seeded sample of train anchors for InfoScore beam search
+  eval  the eval split's first N questions by question_id (or a seeded sample)
+
+Re-running a plan that exists reuses it, so a retried step fans out over the same shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from leverplus.errors import ConfigError
+from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.pools import build_pools
+from leverplus.records import Plan, PlannedQuery
+from leverplus.stages.context import StageContext, check_id
+
+__all__ = ["eval_plan_key", "plan_key", "round_prefix", "run_plan", "scored_round_stats", "sft_plan_key"]
+
+
+def round_prefix(round_id: str) -> str:
+    return f"rounds/{check_id(round_id, 'round id')}"
+
+
+def plan_key(round_id: str) -> str:
+    return f"{round_prefix(round_id)}/plan.json"
+
+
+def sft_plan_key(run_id: str) -> str:
+    return f"runs/{check_id(run_id, 'run id')}/sft-data/plan.json"
+
+
+def eval_plan_key(run_id: str) -> str:
+    return f"runs/{check_id(run_id, 'run id')}/eval/plan.json"
+
+
+def scored_round_stats(ctx: StageContext, exclude: str | None = None) -> tuple[set[int], int, int]:
+    """(question_ids planned by other rounds, queries scored in filtered rounds, queries accepted in them)."""
+    planned: set[int] = set()
+    scored = accepted = 0
+    for key in ctx.store.list("rounds/"):
+        round_id = key.split("/")[1]
+        if round_id == exclude:
+            continue
+        if key.endswith("/plan.json"):
+            plan = ctx.read_plan(key)
+            planned.update(q.question_id for shard in plan.shards for q in shard)
+        elif key.endswith("/manifest.json"):
+            stats = json.loads(ctx.store.get_bytes(key)).get("stats", {})
+            scored += int(stats.get("scored_queries", 0))
+            accepted += int(stats.get("accepted_queries", 0))
+    return planned, scored, accepted
+
+
+def _rl_queries(ctx: StageContext, round_id: str) -> list[int]:
+    rl = ctx.settings.rl
+    planned, scored, accepted = scored_round_stats(ctx, exclude=round_id)
+    rate = accepted / scored if scored else rl.prior_acceptance_rate
+    wanted = math.ceil(rl.target_new_queries / max(rate, 0.02))
+    fresh = [q for q in ctx.features("train").question_ids.tolist() if q not in planned]
+    if not fresh:
+        raise ConfigError("plan: every train question has been scored by an earlier round; nothing left to plan")
+    rng = np.random.default_rng([ctx.settings.run.seed, len({k.split("/")[1] for k in ctx.store.list("rounds/")})])
+    chosen = sorted(rng.choice(fresh, size=min(wanted, len(fresh)), replace=False).tolist())
+    ctx.log.info("rl plan sized", acceptance_rate=round(rate, 3), wanted=wanted, fresh=len(fresh), chosen=len(chosen))
+    return chosen
+
+
+def _choose(ctx: StageContext, kind: str, round_or_run: str) -> tuple[str, list[int]]:
+    s = ctx.settings
+    if kind == "rl":
+        return s.data.train_split, _rl_queries(ctx, round_or_run)
+    if kind == "sft":
+        ids = ctx.features(s.data.train_split).question_ids
+        rng = np.random.default_rng([s.run.seed, 17])
+        return s.data.train_split, sorted(rng.choice(ids, size=min(s.sft.anchors, len(ids)), replace=False).tolist())
+    ids = ctx.features(s.data.eval_split).question_ids
+    if s.eval.num_questions > len(ids):
+        raise ConfigError(
+            f"eval.num_questions {s.eval.num_questions} exceeds the {len(ids)} questions of the eval split"
+        )
+    if s.eval.selection == "first":
+        return s.data.eval_split, sorted(ids.tolist())[: s.eval.num_questions]
+    rng = np.random.default_rng([s.eval.seed, 23])
+    return s.data.eval_split, sorted(rng.choice(ids, size=s.eval.num_questions, replace=False).tolist())
+
+
+def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: bool = False) -> Plan:
+    if ctx.store.exists(key) and not force:
+        plan = ctx.read_plan(key)
+        ctx.log.info("plan exists, reusing it", uri=ctx.store.uri_for(key), shards=len(plan.shards))
+        return plan
+    s = ctx.settings
+    split, query_ids = _choose(ctx, kind, round_or_run)
+    pools = build_pools(
+        query_ids, ctx.features(split), ctx.features(s.data.train_split), s.pool.sampler, s.pool.size, s.pool.seed
+    )
+    shard_size = s.rl.shard_size
+    planned = [PlannedQuery(question_id=q, pool=pools[q]) for q in query_ids]
+    plan = Plan(
+        kind=kind,  # type: ignore[arg-type]
+        split=split,
+        sampler=s.pool.sampler,
+        pool_size=s.pool.size,
+        encoder=s.features.encoder,
+        shards=[planned[i : i + shard_size] for i in range(0, len(planned), shard_size)],
+        settings_hash=ctx.settings_hash,
+        prompt_hash=PROMPT_HASH,
+    )
+    ctx.put_json(key, plan)
+    ctx.log.info("plan written", uri=ctx.store.uri_for(key), kind=kind, queries=len(planned), shards=len(plan.shards))
+    return plan

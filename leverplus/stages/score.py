@@ -1,0 +1,118 @@
+"""`leverplus score`: one shard of a round. For each query: distinct candidate ICD sequences (sampled from the
+policy, mixed with uniform random ones) -> LVLM answers -> candidate records -> the shard's JSONL, written once,
+atomically. A shard whose output exists is skipped, so a retried or resumed round redoes only missing shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from leverplus.errors import ConfigError
+from leverplus.lvlm.base import Request
+from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.metrics import vqa_accuracy
+from leverplus.policy import PointerSelector, load_policy
+from leverplus.policy.batch import make_batch
+from leverplus.pools import check_shots
+from leverplus.progress import progress
+from leverplus.records import Candidate, CandidateGroup, PlannedQuery
+from leverplus.stages.context import StageContext, shard_key
+from leverplus.stages.plan import plan_key, round_prefix
+
+__all__ = ["candidate_sequences", "run_score"]
+
+_MAX_TRIES = 50  # draws per wanted sequence before giving up on distinctness
+
+
+def candidate_sequences(
+    query: PlannedQuery,
+    wanted: int,
+    shots: int,
+    policy_share: float,
+    policy: PointerSelector | None,
+    ctx: StageContext,
+    seed: int,
+) -> list[tuple[list[int], str]]:
+    """`wanted` distinct ordered ICD sequences (question_ids) and where each came from."""
+    check_shots(query.pool, shots, query.question_id)
+    rng = np.random.default_rng([seed, query.question_id])
+    seen: set[tuple[int, ...]] = set()
+    out: list[tuple[list[int], str]] = []
+    n_policy = round(wanted * policy_share) if policy is not None else 0
+    if n_policy:
+        train = ctx.features(ctx.settings.data.train_split)
+        batch = make_batch([query.question_id], [query.pool], train, train).repeat(n_policy * 4)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        picks = policy.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
+        for row in picks.tolist():
+            seq = tuple(query.pool[i] for i in row)
+            if seq not in seen and len(out) < n_policy:
+                seen.add(seq)
+                out.append((list(seq), "policy"))
+    for _ in range(_MAX_TRIES * wanted):
+        if len(out) == wanted:
+            break
+        seq = tuple(int(x) for x in rng.choice(query.pool, size=shots, replace=False))
+        if seq not in seen:
+            seen.add(seq)
+            out.append((list(seq), "random"))
+    if len(out) < wanted:
+        raise ConfigError(
+            f"question_id {query.question_id}: its pool allows only {len(out)} distinct {shots}-shot "
+            f"sequences, {wanted} wanted"
+        )
+    return out
+
+
+def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | None, force: bool = False) -> str:
+    key = shard_key(round_prefix(round_id), shard)
+    if ctx.store.exists(key) and not force:
+        ctx.log.info("shard exists, skipping", uri=ctx.store.uri_for(key))
+        return ctx.store.uri_for(key)
+    plan = ctx.read_plan(plan_key(round_id))
+    if not 0 <= shard < len(plan.shards):
+        raise ConfigError(f"shard {shard} is not in round {round_id} (it has shards 0..{len(plan.shards) - 1})")
+    rl = ctx.settings.rl
+    policy = load_policy(ctx.checkpoint_store(policy_uri))[0] if policy_uri else None
+    train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(plan.split)
+    groups = []
+    with progress(len(plan.shards[shard]), f"scoring shard {shard}") as update:
+        for query in plan.shards[shard]:
+            record = queries[query.question_id]
+            sequences = candidate_sequences(
+                query,
+                rl.candidates_per_query,
+                rl.train_shots,
+                rl.policy_fraction,
+                policy,
+                ctx,
+                seed=ctx.settings.run.seed,
+            )
+            responses = ctx.lvlm.answer([Request(record, tuple(train[i] for i in seq)) for seq, _ in sequences])
+            candidates = []
+            for (seq, source), response in zip(sequences, responses, strict=True):
+                accuracy = vqa_accuracy(response.prediction, record.answers, ctx.settings.eval.metric_mode)
+                candidates.append(
+                    Candidate(
+                        icd_ids=seq,
+                        prediction=response.prediction,
+                        accuracy=accuracy,
+                        correct=accuracy > rl.hard_threshold,
+                        answer_prob=response.answer_prob,
+                        source=source,
+                    )
+                )  # type: ignore[arg-type]
+            groups.append(
+                CandidateGroup(
+                    question_id=query.question_id,
+                    pool=query.pool,
+                    candidates=candidates,
+                    round_id=round_id,
+                    prompt_hash=PROMPT_HASH,
+                    lvlm=ctx.lvlm.name,
+                )
+            )
+            update(1)
+    ctx.put_jsonl(key, groups)
+    ctx.log.info("shard written", uri=ctx.store.uri_for(key), queries=len(groups))
+    return ctx.store.uri_for(key)

@@ -1,0 +1,182 @@
+"""`leverplus sft`, `leverplus rce`, `leverplus grpo`: train the selector and write safetensors checkpoints under
+runs/<run-id>/checkpoints/<stage>, each with its provenance and a metrics.jsonl of the training curve."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from leverplus.errors import DataError
+from leverplus.log import get_logger
+from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_policy
+from leverplus.policy.rewards import reward
+from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, train_sft
+from leverplus.records import canonical_json
+from leverplus.stages.context import StageContext, check_id, shard_key
+from leverplus.stages.filter import BALANCED, load_balanced
+from leverplus.stages.sft_data import sft_prefix
+
+__all__ = ["checkpoint_prefix", "run_grpo", "run_rce", "run_sft"]
+
+
+def checkpoint_prefix(run_id: str, stage: str) -> str:
+    return f"runs/{check_id(run_id, 'run id')}/checkpoints/{stage}"
+
+
+class _Curve:
+    """The metrics sink: every step kept for metrics.jsonl, a log line every `every` steps."""
+
+    def __init__(self, every: int = 20) -> None:
+        self.rows: list[dict[str, float]] = []
+        self.every = every
+        self.log = get_logger()
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        self.rows.append({"step": step, **metrics})
+        if step % self.every == 1 or self.every == 1:
+            self.log.info("train", step=step, **{k: round(v, 5) for k, v in metrics.items()})
+
+    def jsonl(self) -> bytes:
+        return b"".join(canonical_json(r) + b"\n" for r in self.rows)
+
+
+def _save(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, **provenance: Any) -> str:
+    ctx.store.put_bytes(f"{prefix}/metrics.jsonl", curve.jsonl())
+    return save_policy(
+        net,
+        ctx.store,
+        prefix,
+        {
+            "settings_hash": ctx.settings_hash,
+            "prompt_hash": PROMPT_HASH,
+            "encoder": ctx.settings.features.encoder,
+            **provenance,
+        },
+    )
+
+
+def run_sft(ctx: StageContext, run_id: str) -> str:
+    prefix = sft_prefix(run_id)
+    plan = ctx.read_plan(f"{prefix}/plan.json")
+    examples = []
+    for shard in plan.shard_ids():
+        for line in ctx.store.get_bytes(shard_key(prefix, shard)).splitlines():
+            row = json.loads(line)
+            examples += [SFTExample(row["question_id"], row["pool"], seq) for seq in row["sequences"]]
+    train = ctx.features(ctx.settings.data.train_split)
+    net = PointerSelector(PolicyConfig(feature_dim=train.dim))
+    s, curve = ctx.settings.sft, _Curve()
+    train_sft(
+        net,
+        examples,
+        train,
+        train,
+        epochs=s.epochs,
+        lr=s.lr,
+        batch_size=s.batch_size,
+        grad_clip=ctx.settings.rl.grad_clip,
+        seed=ctx.settings.run.seed,
+        sink=curve,
+    )
+    uri = _save(ctx, net, checkpoint_prefix(run_id, "sft"), curve, stage="sft", examples=len(examples))
+    ctx.log.info("sft checkpoint written", uri=uri, examples=len(examples))
+    return uri
+
+
+def _groups(ctx: StageContext, version: int | None) -> tuple[list[Group], str]:
+    found, balanced = load_balanced(ctx, version)
+    if not balanced:
+        raise DataError(f"{ctx.store.uri_for(BALANCED)}: the balanced set is empty; run a data round first")
+    mode = ctx.settings.rl.reward_mode
+    groups = [
+        Group(
+            g.question_id,
+            g.pool,
+            [c.icd_ids for c in g.candidates],
+            [reward(c, mode, g.question_id) for c in g.candidates],
+        )
+        for g in balanced
+    ]
+    return groups, f"v{found}"
+
+
+def _load_init(ctx: StageContext, init: str) -> PointerSelector:
+    net, config = load_policy(ctx.checkpoint_store(init))
+    if config.get("encoder") != ctx.settings.features.encoder:
+        raise DataError(
+            f"checkpoint {init} was trained on {config.get('encoder')} features, not {ctx.settings.features.encoder}"
+        )
+    return net.train()
+
+
+def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
+    groups, data_version = _groups(ctx, version)
+    net = _load_init(ctx, init)
+    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
+    train_rce(
+        net,
+        groups,
+        train,
+        train,
+        epochs=rl.rce_epochs,
+        lr=rl.rce_lr,
+        tau_start=rl.rce_tau_start,
+        tau_end=rl.rce_tau_end,
+        batch_size=rl.batch_queries,
+        grad_clip=rl.grad_clip,
+        seed=ctx.settings.run.seed,
+        sink=curve,
+    )
+    uri = _save(
+        ctx,
+        net,
+        checkpoint_prefix(run_id, "rce"),
+        curve,
+        stage="rce",
+        init=init,
+        data_version=data_version,
+        reward_mode=rl.reward_mode,
+        queries=len(groups),
+    )
+    ctx.log.info("rce checkpoint written", uri=uri, data_version=data_version, queries=len(groups))
+    return uri
+
+
+def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
+    groups, data_version = _groups(ctx, version)
+    net = _load_init(ctx, init)
+    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
+    prefix = checkpoint_prefix(run_id, "grpo")
+    flat = sum(len(set(g.rewards)) == 1 for g in groups)
+    ctx.log.info("grpo groups", groups=len(groups), zero_reward_variance=flat)
+    provenance = {
+        "stage": "grpo",
+        "init": init,
+        "data_version": data_version,
+        "reward_mode": rl.reward_mode,
+        "queries": len(groups),
+        "groups_zero_reward_variance": flat,
+    }
+
+    def checkpoint_epoch(epoch: int, model: PointerSelector) -> None:
+        _save(ctx, model, f"{prefix}/epoch-{epoch + 1:03d}", curve, epoch=epoch + 1, **provenance)
+
+    train_grpo(
+        net,
+        groups,
+        train,
+        train,
+        epochs=rl.grpo_epochs,
+        lr=rl.grpo_lr,
+        beta=rl.kl_beta,
+        clip_eps=rl.clip_eps,
+        batch_size=rl.batch_queries,
+        grad_clip=rl.grad_clip,
+        seed=ctx.settings.run.seed,
+        sink=curve,
+        on_epoch_end=checkpoint_epoch,
+    )
+    uri = _save(ctx, net, prefix, curve, **provenance)
+    ctx.log.info("grpo checkpoint written", uri=uri, data_version=data_version)
+    return uri
