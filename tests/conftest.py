@@ -116,3 +116,51 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("LEVERPLUS_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+# ---- A tiny synthetic world with features, shared by the pipeline tests. ----------------------------------------
+WORLD_SETTINGS = {
+    "data.name": "synthetic",
+    "lvlm.backend": "sim",
+    "features.encoder": "simple",
+    "pool.size": 16,  # shrunk from 64: tiny splits, fast tests
+    "rl.shard_size": 60,
+    "sft.anchors": 60,
+    "sft.candidates": 8,
+    "sft.epochs": 5,
+    "eval.num_questions": 60,
+    "eval.bootstrap_samples": 200,
+}
+
+
+@pytest.fixture(scope="session")
+def world_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding a 900/150-question synthetic world and its simple features (built once per session)."""
+    from leverplus.config import load_settings
+    from leverplus.data.synth import synthesize
+    from leverplus.stages.context import StageContext
+    from leverplus.stages.features import run_features
+
+    root = tmp_path_factory.mktemp("world")
+    synthesize(open_store(str(root / "datasets" / "synthetic")), 0, {"train": 900, "val": 150})
+    run_features(StageContext(load_settings(overrides={**WORLD_SETTINGS, "store.uri": str(root)}), "features"))
+    return root
+
+
+@pytest.fixture
+def world(world_root: Path, tmp_path: Path):
+    """A fresh store (copy of the world) and a factory of StageContexts on it."""
+    import shutil
+
+    from leverplus.config import load_settings
+    from leverplus.stages.context import StageContext
+
+    root = tmp_path / "store"
+    shutil.copytree(world_root, root)
+
+    def context(stage: str = "test", **overrides: object) -> StageContext:
+        settings = load_settings(overrides={**WORLD_SETTINGS, "store.uri": str(root), **overrides})
+        return StageContext(settings, stage)
+
+    context.root = root  # type: ignore[attr-defined]
+    return context

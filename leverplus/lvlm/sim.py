@@ -102,10 +102,12 @@ class SimLVLM:
         return 1.0 / (1.0 + math.exp(-logit))
 
     def _wrong_answer(self, query: VQARecord, key: str) -> str:
-        options = [a for a in self.vocab.get(query.question_type, []) if vqa_accuracy(a, query.answers) == 0]
-        if not options:
-            return "unknown"
-        return options[int(_unit_hash("wrong", key) * len(options))]
+        """A plausible answer of the right form: among answers seen for this question type, one that scores least
+        (zero where possible; on a yes/no question whose annotators disagree, the minority answer)."""
+        options = self.vocab.get(query.question_type) or [query.multiple_choice_answer]
+        scores = [vqa_accuracy(a, query.answers) for a in options]
+        worst = [a for a, score in zip(options, scores, strict=True) if score == min(scores)]
+        return worst[int(_unit_hash("wrong", key) * len(worst))]
 
     def answer(self, requests: Sequence[Request]) -> list[Response]:
         responses = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
+
 from leverplus.errors import DataError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
@@ -65,6 +67,7 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
             row = json.loads(line)
             examples += [SFTExample(row["question_id"], row["pool"], seq) for seq in row["sequences"]]
     train = ctx.features(ctx.settings.data.train_split)
+    torch.manual_seed(ctx.settings.run.seed)  # the initial weights are part of the run's reproducibility
     net = PointerSelector(PolicyConfig(feature_dim=train.dim))
     s, curve = ctx.settings.sft, _Curve()
     train_sft(

@@ -1,0 +1,115 @@
+"""The pipeline DAGs and `leverplus run` end to end through the real CLI, in fresh processes as a pod would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leverplus.cli import build_parser
+from leverplus.pipeline import PIPELINES
+
+TINY = """\
+data: {synth_train: 600, synth_val: 120}
+pool: {size: 16}
+rl: {target_new_queries: 30, prior_acceptance_rate: 0.25, shard_size: 60, rce_epochs: 2, grpo_epochs: 2}
+sft: {anchors: 60, candidates: 8, epochs: 3}
+eval: {num_questions: 60, shots: [1, 2], bootstrap_samples: 200}
+"""  # every size shrunk so one run takes ~35 s on 2 cores
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_step_is_a_valid_command_line(name: str) -> None:
+    pipeline = PIPELINES[name]
+    params = {"run_id": "run-1", "round_id": "round-1", "sft_checkpoint": "runs/run-0/checkpoints/sft"}
+    parser = build_parser()
+    for step in pipeline.order():
+        args = parser.parse_args(step.render(params, item="0"))
+        assert args.command == step.args[0]
+        if step.fan_out:
+            assert pipeline.step(step.fan_out).emits_items, f"{step.name} fans out over a step that emits no list"
+
+
+def test_dags_have_the_documented_shape() -> None:
+    order = lambda name: [s.name for s in PIPELINES[name].order()]  # noqa: E731
+    assert order("balanced-v3") == ["features", "plan", "score", "filter", "rce", "grpo", "eval-plan", "eval", "report"]
+    assert order("sft") == ["features", "sft-plan", "sft-data", "sft"]
+    growth = PIPELINES["data-growth"]
+    assert [s.name for s in growth.order()][:5] == ["features", "plan", "score", "filter", "growth-check"]
+    assert all(s.when == ("growth-check", "true") for s in growth.steps if s.name in ("rce", "grpo", "eval", "report"))
+
+
+def _run(workdir: Path, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leverplus",
+            "run",
+            *args,
+            "--profile",
+            "embedded",
+            "--config",
+            "tiny.yaml",
+            "--workers",
+            "2",
+            "--summary-json",
+            "summary.json",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("report.md")
+    return json.loads((workdir / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        (workdir / "tiny.yaml").write_text(TINY)
+        runs.append((workdir, _run(workdir, "balanced-v3")))
+    (a_dir, a), (b_dir, _) = runs
+    assert set(a) == {"run_id", "report_uri", "metrics_uri"} and a["run_id"] == "run-0001"
+    store = a_dir / "leverplus-store"
+    report = store / "runs/run-0001/report"
+    for name in ("report.md", "report.html", "accuracy_vs_shots.png", "positive_ratio.png", "history.png"):
+        assert (report / name).stat().st_size > 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["data"]) >= {"queries", "candidates", "positive_ratio"} and metrics["data"]["queries"] > 0
+    assert set(metrics["eval"]) == {"policy", "sft", "random", "similarity", "zero-shot"}
+    shot1 = metrics["eval"]["policy"]["1"]
+    assert set(shot1) == {"accuracy", "ci95", "n", "per_answer_type"} and shot1["n"] == 60
+    assert shot1["ci95"][0] <= shot1["accuracy"] <= shot1["ci95"][1]
+    for k in ("1", "2"):  # the trained policy beats random ICDs
+        assert metrics["eval"]["policy"][k]["accuracy"] > metrics["eval"]["random"][k]["accuracy"]
+    assert (store / "runs/run-0001/eval/policy/shot2/predictions.jsonl").exists()
+    assert "within noise" in (report / "report.md").read_text() or "significantly" in (report / "report.md").read_text()
+
+    # Same seed -> byte-identical balanced set and identical metrics.
+    balanced = "rl-data/balanced/v1.jsonl"
+    assert (store / balanced).read_bytes() == (b_dir / "leverplus-store" / balanced).read_bytes()
+    other = json.loads((b_dir / "leverplus-store/runs/run-0001/report/metrics.json").read_text())
+    assert (metrics["eval"], metrics["data"]) == (other["eval"], other["data"])
+
+    # A data-growth round in the same store: new queries only, v2 published, retraining triggered by the growth,
+    # and the new report's history lists the first run.
+    growth = _run(a_dir, "data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft")
+    assert growth["run_id"] == "run-0002"
+    plan1 = json.loads((store / "rounds/round-0001/plan.json").read_text())
+    plan2 = json.loads((store / "rounds/round-0002/plan.json").read_text())
+    ids = lambda plan: {q["question_id"] for shard in plan["shards"] for q in shard}  # noqa: E731
+    assert not ids(plan1) & ids(plan2)
+    assert (store / "rl-data/balanced/latest").read_text() == "v2\n"
+    assert "| run-0001 |" in (store / "runs/run-0002/report/report.md").read_text()

@@ -1,0 +1,57 @@
+"""Candidate-pool samplers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leverplus.errors import ConfigError
+from leverplus.features import FeatureTable
+from leverplus.pools import build_pools, check_shots
+
+
+def _table(n: int, seed: int = 0, split: str = "train") -> FeatureTable:
+    rng = np.random.default_rng(seed)
+    unit = lambda m: (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    return FeatureTable(
+        "simple", split, np.arange(100, 100 + n, dtype=np.int64), unit(rng.random((n, 5))), unit(rng.random((n, 7)))
+    )
+
+
+@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified"])
+def test_pools_have_the_size_never_hold_the_query_and_are_deterministic(sampler: str) -> None:
+    table = _table(200)
+    queries = [100, 150, 299]
+    pools = build_pools(queries, table, table, sampler, 30, seed=3)
+    for q in queries:
+        assert len(pools[q]) == len(set(pools[q])) == 30 and q not in pools[q]
+    assert pools == build_pools(queries, table, table, sampler, 30, seed=3)
+
+
+def test_similarity_pool_is_the_top_k_and_stratified_spans_deciles() -> None:
+    table = _table(200)
+    sims = table.joint() @ table.joint([120])[0]
+    ranked = [int(table.question_ids[i]) for i in np.argsort(-sims) if table.question_ids[i] != 120]
+    assert sorted(build_pools([120], table, table, "similarity", 20, 0)[120]) == sorted(ranked[:20])
+    stratified = build_pools([120], table, table, "stratified", 20, 0)[120]
+    deciles = [ranked.index(i) * 10 // len(ranked) for i in stratified]
+    assert sorted(set(deciles)) == list(range(10)) and all(deciles.count(d) == 2 for d in range(10))
+
+
+def test_eval_pools_come_from_the_train_split() -> None:
+    train, val = _table(100), _table(10, seed=1, split="val")
+    val.question_ids = np.arange(900, 910, dtype=np.int64)
+    val.__post_init__()
+    pools = build_pools([900, 905], val, train, "random", 8, 0)
+    assert all(set(p) <= set(train.question_ids.tolist()) for p in pools.values())
+
+
+def test_bad_requests_are_errors() -> None:
+    table = _table(20)
+    with pytest.raises(ConfigError, match=r"pool\.size 25 exceeds the 19 ICDs"):
+        build_pools([100], table, table, "random", 25, 0)
+    with pytest.raises(ConfigError, match="unknown pool sampler 'knn'"):
+        build_pools([100], table, table, "knn", 5, 0)
+    with pytest.raises(ConfigError, match="question_id 7: 3 shots requested but its pool has only 2 distinct"):
+        check_shots([1, 2, 2], 3, 7)
+    check_shots([1, 2, 3], 3, 7)

@@ -1,0 +1,102 @@
+"""Stages called as functions on a tiny world: plan, score, filter, growth-check, eval guards."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from leverplus.errors import ConfigError, DataError
+from leverplus.records import Candidate, CandidateGroup
+from leverplus.stages.filter import BALANCED, MERGED_EXPORT, is_balanced, load_balanced, run_filter
+from leverplus.stages.growth import run_growth_check
+from leverplus.stages.plan import plan_key, run_plan
+from leverplus.stages.score import run_score
+
+
+def _group(n_pos: int, n: int = 20) -> CandidateGroup:
+    cands = [
+        Candidate(
+            icd_ids=[i, i + 1], prediction="x", accuracy=1.0 if i < n_pos else 0.0, correct=i < n_pos, source="random"
+        )
+        for i in range(n)
+    ]
+    return CandidateGroup(
+        question_id=1, pool=list(range(30)), candidates=cands, round_id="r", prompt_hash="p", lvlm="sim"
+    )
+
+
+@pytest.mark.parametrize(
+    ("positives", "kept"), [(0, False), (7, False), (8, True), (10, True), (12, True), (13, False), (20, False)]
+)
+def test_balanced_band_is_inclusive(positives: int, kept: bool) -> None:
+    assert is_balanced(_group(positives), 0.40, 0.60) is kept
+
+
+def test_band_edges_need_a_positive_and_a_negative() -> None:
+    assert not is_balanced(_group(0), 0.0, 1.0) and not is_balanced(_group(20), 0.0, 1.0)
+    assert is_balanced(_group(1), 0.0, 1.0)
+
+
+def test_round_plan_score_filter_publishes_versions_exactly_once(world) -> None:
+    ctx = world("plan", **{"rl.target_new_queries": 20, "rl.prior_acceptance_rate": 0.25})
+    plan = run_plan(ctx, "rl", plan_key("round-a"), "round-a")
+    planned = [q.question_id for shard in plan.shards for q in shard]
+    assert len(planned) == 80 and len(plan.shards) == 2  # ceil(20 / 0.25) queries in shards of 60
+    assert all(len(q.pool) == 16 and q.question_id not in q.pool for s in plan.shards for q in s)
+    assert run_plan(ctx, "rl", plan_key("round-a"), "round-a") == plan  # a retried plan reuses the same shards
+
+    with pytest.raises(DataError, match=r"shards \[0, 1\] have no output yet"):
+        run_filter(world("filter"), "round-a")
+    for shard in plan.shard_ids():
+        run_score(world("score"), "round-a", shard, policy_uri=None)
+    groups = [json.loads(line) for line in (world.root / "rounds/round-a/shards/00000.jsonl").read_text().splitlines()]
+    assert len(groups) == 60
+    for g in groups:
+        seqs = [tuple(c["icd_ids"]) for c in g["candidates"]]
+        assert len(seqs) == len(set(seqs)) == 20 and all(set(s) <= set(g["pool"]) and len(s) == 2 for s in seqs)
+        assert all(c["correct"] == (c["accuracy"] > 0) and 0 < c["answer_prob"] < 1 for c in g["candidates"])
+
+    stats = run_filter(world("filter"), "round-a")
+    version, balanced = load_balanced(world("read"))
+    assert version == 1 and stats["added_queries"] == len(balanced) == stats["accepted_queries"] > 0
+    assert [g.question_id for g in balanced] == sorted({g.question_id for g in balanced})
+    assert all(0.4 <= g.positive_ratio <= 0.6 for g in balanced)
+    assert (world.root / BALANCED / "latest").read_text() == "v1\n"
+    export = json.loads((world.root / MERGED_EXPORT).read_text())
+    assert export["version"] == "v1" and len(export["queries"]) == len(balanced)
+
+    again = run_filter(world("filter"), "round-a")  # nothing new: no new version, latest unchanged
+    assert again["added_queries"] == 0 and again["version"] == "v1"
+    assert not (world.root / BALANCED / "v2.jsonl").exists()
+
+    # The next round never re-plans a query of round-a (accepted or rejected) and sizes itself from the
+    # acceptance rate observed in round-a.
+    ctx2 = world("plan", **{"rl.target_new_queries": 20})
+    plan2 = run_plan(ctx2, "rl", plan_key("round-b"), "round-b")
+    planned2 = [q.question_id for shard in plan2.shards for q in shard]
+    assert not set(planned2) & set(planned)
+    rate = stats["accepted_queries"] / stats["scored_queries"]
+    assert len(planned2) == min(math.ceil(20 / max(rate, 0.02)), 900 - 80)
+
+
+def test_growth_check_and_unsafe_ids(world) -> None:
+    assert run_growth_check(world("growth")) == "false"  # no balanced set yet
+    with pytest.raises(ConfigError, match=r"invalid round id '\.\./x'"):
+        run_plan(world("plan"), "rl", plan_key("../x"), "../x")
+    with pytest.raises(ConfigError, match="invalid round id 'a/b'"):
+        plan_key("a/b")
+
+
+def test_eval_with_more_shots_than_pool_items_is_an_error(world) -> None:
+    from leverplus.policy import PointerSelector, PolicyConfig, save_policy
+    from leverplus.stages.evaluate import run_eval
+    from leverplus.stages.plan import eval_plan_key
+
+    ctx = world("eval", **{"pool.size": 3, "eval.shots": [1, 4], "eval.num_questions": 5})
+    run_plan(ctx, "eval", eval_plan_key("run-x"), "run-x")
+    save_policy(PointerSelector(PolicyConfig(feature_dim=ctx.features("train").dim)), ctx.store, "ck", {})
+    with pytest.raises(ConfigError, match="4 shots requested but its pool has only 3 distinct items"):
+        run_eval(ctx, "run-x", 0, "ck", "ck")
+    assert not ctx.store.list("runs/run-x/eval/shards/")  # nothing half-written
