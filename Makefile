@@ -6,7 +6,6 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned: the pair below is what our CI machines carry; override for other platforms,
 # e.g. make TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-STORE ?= leverplus-store
 
 .PHONY: install run test lint format docs clean
 
@@ -18,9 +17,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The embedded default: synthetic world, simulated LVLM, sizes for a laptop; report under leverplus-store/runs/.
 run: install
-	$(BIN)/leverplus data synth --out $(STORE)/datasets/synthetic --seed 0
-	$(BIN)/leverplus data validate --root $(STORE)/datasets/synthetic --check-images
+	$(BIN)/leverplus run balanced-v3
 
 test: install lint
 	$(BIN)/python -m pytest

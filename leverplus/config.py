@@ -157,7 +157,9 @@ class RLSettings(_Group):
     prior_acceptance_rate: float = Field(
         0.35, gt=0, le=1, description="Acceptance rate assumed before any round has been scored."
     )
-    shard_size: int = Field(50, ge=1, description="Queries per scoring shard (one pod each under Argo).")
+    shard_size: int = Field(
+        50, ge=1, description="Queries per shard of the scoring, InfoScore and evaluation fan-outs (a pod each)."
+    )
     rce_epochs: int = Field(5, ge=0, description="RCE epochs (lab: 5).")
     rce_lr: float = Field(1e-4, gt=0, description="RCE AdamW learning rate (lab: 1e-4).")
     rce_tau_start: float = Field(2.0, gt=0, description="RCE softmax temperature at the first step.")

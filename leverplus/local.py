@@ -32,14 +32,17 @@ class LocalRunner:
     workers: int = 2
     on_step: Callable[[str, str], None] = lambda step, status: None
     outputs: dict[str, str] = field(default_factory=dict)  # step -> what it printed (stdout, stripped)
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time (a fan-out: all its items)
 
-    def _env(self, step_name: str) -> dict[str, str]:
+    def _env(self, parallel: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "LEVERPLUS_CONFIG"}
         env["LEVERPLUS_CONFIG"] = str(self.config_file)
         env.setdefault("LEVERPLUS_LOG_FORMAT", "json")
+        # Parallel processes share the cores: without a cap each torch process starts one thread per core.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
         return env
 
-    def _invoke(self, step: Step, args: list[str], label: str) -> str:
+    def _invoke(self, args: list[str], label: str, parallel: int = 1) -> str:
         log_path = self.log_dir / f"{label}.log"
         start = time.monotonic()
         with open(log_path, "w") as log:
@@ -48,7 +51,7 @@ class LocalRunner:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
-                env=self._env(step.name),
+                env=self._env(parallel),
                 check=False,
             )
         if proc.returncode != 0:
@@ -67,6 +70,16 @@ class LocalRunner:
             raise StepFailed(f"step {source} printed {printed[:80]!r}, not a JSON list of shard ids")
         return [str(i) for i in items]
 
+    def _fan_out(self, step: Step, params: dict[str, str]) -> str:
+        """One process per item, `workers` at a time; what they print, in item order."""
+        items = self._items(step.fan_out or "")
+        parallel = max(1, min(self.workers, len(items)))
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            futures = [
+                pool.submit(self._invoke, step.render(params, item), f"{step.name}-{item}", parallel) for item in items
+            ]
+            return "\n".join(f.result() for f in futures)
+
     def run(self, pipeline: Pipeline, params: dict[str, str]) -> dict[str, str]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for step in pipeline.order():
@@ -75,15 +88,12 @@ class LocalRunner:
                 self.outputs[step.name] = ""
                 continue
             self.on_step(step.name, "running")
+            start = time.monotonic()
             if step.fan_out:
-                items = self._items(step.fan_out)
-                with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-                    futures = [
-                        pool.submit(self._invoke, step, step.render(params, item), f"{step.name}-{item}")
-                        for item in items
-                    ]
-                    self.outputs[step.name] = "\n".join(f.result() for f in futures)
+                self.outputs[step.name] = self._fan_out(step, params)
             else:
-                self.outputs[step.name] = self._invoke(step, step.render(params), step.name)
+                self.outputs[step.name] = self._invoke(step.render(params), step.name)
+            self.seconds[f"{pipeline.name}/{step.name}"] = round(time.monotonic() - start, 2)
             self.on_step(step.name, "done")
+        (self.log_dir / "timings.json").write_text(json.dumps(self.seconds, indent=2) + "\n")
         return self.outputs

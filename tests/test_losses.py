@@ -79,7 +79,7 @@ def test_grpo_at_the_start_is_minus_mean_advantage_and_kl_zero() -> None:
     logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
     adv = group_advantages(torch.tensor([1.0, 0.0, 0.5]))
     loss = grpo_loss(logp, logp.detach(), logp.detach(), adv)
-    assert float(loss) == pytest.approx(-float(adv.mean()), abs=1e-7)  # ~0: monitor reward, not loss
+    assert float(loss.detach()) == pytest.approx(-float(adv.mean()), abs=1e-7)  # ~0: monitor reward, not loss
     loss.backward()
     assert logp.grad.tolist() == pytest.approx((-adv / 3).tolist(), rel=1e-5)
 

@@ -14,7 +14,8 @@ from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_po
 from leverplus.policy.batch import make_batch
 from leverplus.policy.train import SFTExample, train_sft
 from leverplus.stages.filter import run_filter
-from leverplus.stages.plan import eval_plan_key, plan_key, run_plan
+from leverplus.stages.layout import plan_key
+from leverplus.stages.plan import eval_plan_key, run_plan
 from leverplus.stages.score import run_score
 from leverplus.stages.train import run_grpo, run_rce
 

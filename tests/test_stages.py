@@ -9,9 +9,10 @@ import pytest
 
 from leverplus.errors import ConfigError, DataError
 from leverplus.records import Candidate, CandidateGroup
-from leverplus.stages.filter import BALANCED, MERGED_EXPORT, is_balanced, load_balanced, run_filter
+from leverplus.stages.filter import is_balanced, load_balanced, run_filter
 from leverplus.stages.growth import run_growth_check
-from leverplus.stages.plan import plan_key, run_plan
+from leverplus.stages.layout import BALANCED, MERGED_EXPORT, plan_key
+from leverplus.stages.plan import run_plan
 from leverplus.stages.score import run_score
 
 

@@ -53,7 +53,8 @@ FORCE = (("--force",), {"action": "store_true", "help": "redo even if the output
 
 def _plan(ctx: Any, args: argparse.Namespace) -> None:
     from leverplus.errors import ConfigError
-    from leverplus.stages.plan import eval_plan_key, plan_key, run_plan, sft_plan_key
+    from leverplus.stages.layout import plan_key
+    from leverplus.stages.plan import eval_plan_key, run_plan, sft_plan_key
 
     if args.kind == "rl":
         if not args.round:

@@ -230,7 +230,7 @@ def _image_records(seed: int, split: str, index: int, n_questions: int) -> tuple
         if any(qa.question == seen.question for seen in qas):
             continue  # one image never gets the same question twice
         # Smaller objects on busy backgrounds confuse annotators (and models) more often.
-        wrong_rate = 0.04 + 0.08 * (scene.texture != "plain") + 0.06 * (scene.object_size < 30)
+        wrong_rate = 0.02 + 0.05 * (scene.texture != "plain") + 0.04 * (scene.object_size < 30)
         qas.append(qa)
         annotations.append(_annotate(qa, rng, wrong_rate))
     return image_id, jpeg, qas, annotations

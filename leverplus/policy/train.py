@@ -93,6 +93,14 @@ def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: FeatureT
     return logp, rewards
 
 
+@torch.no_grad()
+def _all_logp(
+    net: PointerSelector, groups: Sequence[Group], queries: FeatureTable, icds: FeatureTable, chunk: int = 64
+) -> torch.Tensor:
+    """log pi of every candidate of every group, without gradients. -> (N, G)"""
+    return torch.cat([_group_logp(net, groups[i : i + chunk], queries, icds)[0] for i in range(0, len(groups), chunk)])
+
+
 def train_rce(
     net: PointerSelector,
     groups: Sequence[Group],
@@ -152,18 +160,16 @@ def train_grpo(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     reference = copy.deepcopy(net).eval().requires_grad_(False)
+    ref_logp = _all_logp(reference, groups, queries, icds)  # (N, G), once: the reference never changes
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
     step = 0
     for epoch in range(epochs):
-        chunks = _batches(groups, batch_size, rng)
-        with torch.no_grad():
-            old = [_group_logp(net, chunk, queries, icds)[0] for chunk in chunks]
-            ref = [_group_logp(reference, chunk, queries, icds)[0] for chunk in chunks]
-        for chunk, old_logp, ref_logp in zip(chunks, old, ref, strict=True):
-            logp, rewards = _group_logp(net, chunk, queries, icds)
+        old_logp = _all_logp(net, groups, queries, icds)  # (N, G): pi_old is the policy at the epoch's start
+        for idx in _batches(range(len(groups)), batch_size, rng):
+            logp, rewards = _group_logp(net, [groups[i] for i in idx], queries, icds)
             advantages = group_advantages(rewards)
-            loss = grpo_loss(logp, old_logp, ref_logp, advantages, clip_eps=clip_eps, beta=beta)
-            diagnostics = grpo_diagnostics(logp, old_logp, ref_logp, rewards, clip_eps)
+            loss = grpo_loss(logp, old_logp[idx], ref_logp[idx], advantages, clip_eps=clip_eps, beta=beta)
+            diagnostics = grpo_diagnostics(logp, old_logp[idx], ref_logp[idx], rewards, clip_eps)
             grad_norm = _step(net, optimizer, loss, grad_clip)
             step += 1
             sink(

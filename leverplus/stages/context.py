@@ -1,15 +1,10 @@
-"""What every stage shares: settings, the store, bound logging, cached data/features/LVLM, and the store layout.
+"""What every stage shares: settings, the store, bound logging, and cached data, features and LVLM.
 
-Store layout (DESIGN §4):
-  features/<encoder>/<split>.safetensors
-  rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json
-  rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
-  runs/<run-id>/sft-data/..., checkpoints/<stage>/..., eval/..., report/...
+The store layout is in leverplus.stages.layout.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,27 +12,14 @@ from typing import Any
 from leverplus import __version__
 from leverplus.config import Settings, settings_hash
 from leverplus.data import VQASplit, load_split
-from leverplus.errors import ConfigError, DataError
+from leverplus.errors import DataError
 from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.records import Manifest, Plan, canonical_json
 from leverplus.store import Store, open_store
 
-__all__ = ["StageContext", "check_id", "shard_key"]
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_id(value: str, what: str) -> str:
-    """Run and round ids become key segments: no '/', no '..', no surprises."""
-    if not _ID.fullmatch(value) or ".." in value:
-        raise ConfigError(f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' (no '/' or '..')")
-    return value
-
-
-def shard_key(prefix: str, shard: int) -> str:
-    return f"{prefix}/shards/{shard:05d}.jsonl"
+__all__ = ["StageContext"]
 
 
 @dataclass

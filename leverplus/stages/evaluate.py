@@ -22,16 +22,13 @@ from leverplus.policy.batch import make_batch
 from leverplus.pools import check_shots, rank_by_similarity
 from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
-from leverplus.stages.context import StageContext, check_id, shard_key
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import eval_prefix, shard_key
 
-__all__ = ["SYSTEMS", "eval_prefix", "run_eval"]
+__all__ = ["SYSTEMS", "run_eval"]
 
 SYSTEMS = ("policy", "sft", "random", "similarity", "zero-shot")
 Selector = Callable[[PlannedQuery, int], list[int]]
-
-
-def eval_prefix(run_id: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}/eval"
 
 
 def _policy_selector(ctx: StageContext, net: PointerSelector, split: str) -> Selector:

@@ -15,13 +15,10 @@ import numpy as np
 
 from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
-from leverplus.stages.context import StageContext, shard_key
-from leverplus.stages.plan import plan_key, round_prefix
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import BALANCED, MERGED_EXPORT, plan_key, round_prefix, shard_key
 
-__all__ = ["BALANCED", "is_balanced", "load_balanced", "read_groups", "run_filter"]
-
-BALANCED = "rl-data/balanced"
-MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
+__all__ = ["is_balanced", "latest_version", "load_balanced", "read_groups", "run_filter"]
 
 
 def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import BALANCED, latest_version
+from leverplus.stages.filter import latest_version
+from leverplus.stages.layout import BALANCED
 
 __all__ = ["run_growth_check"]
 

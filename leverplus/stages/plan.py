@@ -20,25 +20,18 @@ from leverplus.errors import ConfigError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.pools import build_pools
 from leverplus.records import Plan, PlannedQuery
-from leverplus.stages.context import StageContext, check_id
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import eval_prefix, plan_key, sft_prefix
 
-__all__ = ["eval_plan_key", "plan_key", "round_prefix", "run_plan", "scored_round_stats", "sft_plan_key"]
-
-
-def round_prefix(round_id: str) -> str:
-    return f"rounds/{check_id(round_id, 'round id')}"
-
-
-def plan_key(round_id: str) -> str:
-    return f"{round_prefix(round_id)}/plan.json"
+__all__ = ["eval_plan_key", "plan_key", "run_plan", "scored_round_stats", "sft_plan_key"]
 
 
 def sft_plan_key(run_id: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}/sft-data/plan.json"
+    return f"{sft_prefix(run_id)}/plan.json"
 
 
 def eval_plan_key(run_id: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}/eval/plan.json"
+    return f"{eval_prefix(run_id)}/plan.json"
 
 
 def scored_round_stats(ctx: StageContext, exclude: str | None = None) -> tuple[set[int], int, int]:

@@ -15,10 +15,8 @@ from leverplus.metrics import bootstrap_ci, paired_bootstrap
 from leverplus.records import EvalRecord
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
 from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram
-from leverplus.stages.context import StageContext, check_id, shard_key
-from leverplus.stages.evaluate import eval_prefix
-from leverplus.stages.filter import BALANCED
-from leverplus.stages.train import checkpoint_prefix
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import BALANCED, check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
 
 __all__ = ["run_report"]
 
@@ -148,7 +146,7 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
         "lvlm": {"backend": s.lvlm.backend, "model": s.lvlm.model if s.lvlm.backend != "sim" else "sim"},
     }
     history, skipped = _history(ctx, run_id, allow_prompt_mismatch)
-    prefix = f"runs/{run_id}/report"
+    prefix = report_prefix(run_id)
     _write_predictions(ctx, run_id, grouped)
     versions = _versions(ctx)
     scored_hist = _scored_histogram(ctx)

@@ -16,8 +16,8 @@ from leverplus.policy.batch import make_batch
 from leverplus.pools import check_shots
 from leverplus.progress import progress
 from leverplus.records import Candidate, CandidateGroup, PlannedQuery
-from leverplus.stages.context import StageContext, shard_key
-from leverplus.stages.plan import plan_key, round_prefix
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import plan_key, round_prefix, shard_key
 
 __all__ = ["candidate_sequences", "run_score"]
 

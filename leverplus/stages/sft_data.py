@@ -14,13 +14,10 @@ from leverplus.errors import ConfigError
 from leverplus.lvlm.base import LVLM, Request
 from leverplus.progress import progress
 from leverplus.records import canonical_json
-from leverplus.stages.context import StageContext, check_id, shard_key
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import sft_prefix, shard_key
 
-__all__ = ["infoscore_beams", "run_sft_data", "sft_prefix"]
-
-
-def sft_prefix(run_id: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}/sft-data"
+__all__ = ["infoscore_beams", "run_sft_data"]
 
 
 def infoscore_beams(

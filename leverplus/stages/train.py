@@ -15,15 +15,11 @@ from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_po
 from leverplus.policy.rewards import reward
 from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, train_sft
 from leverplus.records import canonical_json
-from leverplus.stages.context import StageContext, check_id, shard_key
-from leverplus.stages.filter import BALANCED, load_balanced
-from leverplus.stages.sft_data import sft_prefix
+from leverplus.stages.context import StageContext
+from leverplus.stages.filter import load_balanced
+from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
 
-__all__ = ["checkpoint_prefix", "run_grpo", "run_rce", "run_sft"]
-
-
-def checkpoint_prefix(run_id: str, stage: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}/checkpoints/{stage}"
+__all__ = ["run_grpo", "run_rce", "run_sft"]
 
 
 class _Curve:

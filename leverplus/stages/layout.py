@@ -1,0 +1,69 @@
+"""Where everything lives in the store (DESIGN §4), in one place:
+
+features/<encoder>/<split>.safetensors
+rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json
+rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
+runs/<run-id>/settings.yaml, sft-data/..., checkpoints/<stage>/..., eval/..., report/...
+"""
+
+from __future__ import annotations
+
+import re
+
+from leverplus.errors import ConfigError
+
+__all__ = [
+    "BALANCED",
+    "MERGED_EXPORT",
+    "check_id",
+    "checkpoint_prefix",
+    "eval_prefix",
+    "plan_key",
+    "report_prefix",
+    "round_prefix",
+    "sft_prefix",
+    "shard_key",
+]
+
+BALANCED = "rl-data/balanced"
+MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Run and round ids become key segments: no '/', no '..', no surprises."""
+    if not _ID.fullmatch(value) or ".." in value:
+        raise ConfigError(f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' (no '/' or '..')")
+    return value
+
+
+def shard_key(prefix: str, shard: int) -> str:
+    return f"{prefix}/shards/{shard:05d}.jsonl"
+
+
+def round_prefix(round_id: str) -> str:
+    return f"rounds/{check_id(round_id, 'round id')}"
+
+
+def plan_key(round_id: str) -> str:
+    return f"{round_prefix(round_id)}/plan.json"
+
+
+def _run(run_id: str) -> str:
+    return f"runs/{check_id(run_id, 'run id')}"
+
+
+def sft_prefix(run_id: str) -> str:
+    return f"{_run(run_id)}/sft-data"
+
+
+def eval_prefix(run_id: str) -> str:
+    return f"{_run(run_id)}/eval"
+
+
+def checkpoint_prefix(run_id: str, stage: str) -> str:
+    return f"{_run(run_id)}/checkpoints/{stage}"
+
+
+def report_prefix(run_id: str) -> str:
+    return f"{_run(run_id)}/report"
