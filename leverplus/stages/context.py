@@ -12,11 +12,11 @@ from typing import Any
 from leverplus import __version__
 from leverplus.config import Settings, settings_hash
 from leverplus.data import VQASplit, load_split
-from leverplus.errors import DataError
+from leverplus.errors import ConfigError, DataError
 from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
-from leverplus.records import Manifest, Plan, canonical_json
+from leverplus.records import Manifest, Plan, PlannedQuery, canonical_json
 from leverplus.store import Store, open_store
 
 __all__ = ["StageContext"]
@@ -76,6 +76,22 @@ class StageContext:
             return Plan.model_validate_json(self.store.get_bytes(key))
         except ValueError as exc:
             raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({str(exc).splitlines()[0]})") from exc
+
+    def finished(self, key: str, force: bool) -> bool:
+        """A shard whose output exists is done (resume and retries redo only what is missing) unless forced."""
+        if self.store.exists(key) and not force:
+            self.log.info("shard exists, skipping", uri=self.store.uri_for(key))
+            return True
+        return False
+
+    def plan_shard(self, plan_key: str, shard: int) -> tuple[Plan, list[PlannedQuery]]:
+        """The plan and the queries of one of its shards; a shard id the plan does not have is an error."""
+        plan = self.read_plan(plan_key)
+        if not 0 <= shard < len(plan.shards):
+            raise ConfigError(
+                f"shard {shard} is not in {self.store.uri_for(plan_key)} (shards 0..{len(plan.shards) - 1})"
+            )
+        return plan, plan.shards[shard]
 
     def manifest(self, kind: str, **fields: Any) -> Manifest:
         return Manifest(

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from leverplus.errors import ConfigError
 from leverplus.lvlm.base import Request
 from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
@@ -63,12 +62,9 @@ def _random_selector(seed: int) -> Selector:
 def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_uri: str, force: bool = False) -> str:
     prefix = eval_prefix(run_id)
     key = shard_key(prefix, shard)
-    if ctx.store.exists(key) and not force:
-        ctx.log.info("shard exists, skipping", uri=ctx.store.uri_for(key))
+    if ctx.finished(key, force):
         return ctx.store.uri_for(key)
-    plan = ctx.read_plan(f"{prefix}/plan.json")
-    if not 0 <= shard < len(plan.shards):
-        raise ConfigError(f"shard {shard} is not in {ctx.store.uri_for(prefix)} (shards 0..{len(plan.shards) - 1})")
+    plan, questions = ctx.plan_shard(f"{prefix}/plan.json", shard)
     s = ctx.settings
     shots = [k for k in s.eval.shots if k > 0]
     selectors: dict[str, Selector] = {
@@ -79,8 +75,8 @@ def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_ur
     }
     queries, train = ctx.split(plan.split), ctx.split(s.data.train_split)
     records: list[EvalRecord] = []
-    with progress(len(plan.shards[shard]), f"evaluating shard {shard}") as update:
-        for q in plan.shards[shard]:
+    with progress(len(questions), f"evaluating shard {shard}") as update:
+        for q in questions:
             if shots:
                 check_shots(q.pool, max(shots), q.question_id)
             jobs = [("zero-shot", 0, [])] + [(name, k, pick(q, k)) for name, pick in selectors.items() for k in shots]

@@ -66,18 +66,15 @@ def candidate_sequences(
 
 def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | None, force: bool = False) -> str:
     key = shard_key(round_prefix(round_id), shard)
-    if ctx.store.exists(key) and not force:
-        ctx.log.info("shard exists, skipping", uri=ctx.store.uri_for(key))
+    if ctx.finished(key, force):
         return ctx.store.uri_for(key)
-    plan = ctx.read_plan(plan_key(round_id))
-    if not 0 <= shard < len(plan.shards):
-        raise ConfigError(f"shard {shard} is not in round {round_id} (it has shards 0..{len(plan.shards) - 1})")
+    plan, queries_in_shard = ctx.plan_shard(plan_key(round_id), shard)
     rl = ctx.settings.rl
     policy = load_policy(ctx.checkpoint_store(policy_uri))[0] if policy_uri else None
     train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(plan.split)
     groups = []
-    with progress(len(plan.shards[shard]), f"scoring shard {shard}") as update:
-        for query in plan.shards[shard]:
+    with progress(len(queries_in_shard), f"scoring shard {shard}") as update:
+        for query in queries_in_shard:
             record = queries[query.question_id]
             sequences = candidate_sequences(
                 query,

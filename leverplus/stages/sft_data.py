@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from leverplus.data.schemas import VQARecord
-from leverplus.errors import ConfigError
 from leverplus.lvlm.base import LVLM, Request
 from leverplus.progress import progress
 from leverplus.records import canonical_json
@@ -51,16 +50,13 @@ def infoscore_beams(
 def run_sft_data(ctx: StageContext, run_id: str, shard: int, force: bool = False) -> str:
     prefix = sft_prefix(run_id)
     key = shard_key(prefix, shard)
-    if ctx.store.exists(key) and not force:
-        ctx.log.info("shard exists, skipping", uri=ctx.store.uri_for(key))
+    if ctx.finished(key, force):
         return ctx.store.uri_for(key)
-    plan = ctx.read_plan(f"{prefix}/plan.json")
-    if not 0 <= shard < len(plan.shards):
-        raise ConfigError(f"shard {shard} is not in {ctx.store.uri_for(prefix)} (shards 0..{len(plan.shards) - 1})")
+    _, anchors = ctx.plan_shard(f"{prefix}/plan.json", shard)
     s, train = ctx.settings.sft, ctx.split(ctx.settings.data.train_split)
     rows = []
-    with progress(len(plan.shards[shard]), f"InfoScore beams shard {shard}") as update:
-        for q in plan.shards[shard]:
+    with progress(len(anchors), f"InfoScore beams shard {shard}") as update:
+        for q in anchors:
             rng = np.random.default_rng([ctx.settings.run.seed, q.question_id])
             beams = infoscore_beams(
                 train[q.question_id],
