@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -113,13 +114,13 @@ def launch(req: RunRequest) -> dict[str, str]:
     config_file = log_dir / "settings.yaml"
     config_file.write_text(settings_to_yaml(settings, secrets="omit"))  # credentials reach steps via env only
     store.put_bytes(f"runs/{run_id}/settings.yaml", config_file.read_bytes())
-    runner = LocalRunner(config_file, log_dir, req.workers, on_step=_announce(pipeline.name))
+    runner = LocalRunner(config_file, log_dir, req.workers)
     if "sft_checkpoint" in pipeline.params and not params["sft_checkpoint"]:
         log.info("no SFT policy given: training one first", run_id=run_id)
         runner.on_step = _announce(SFT.name)
         runner.run(SFT, params)
         params["sft_checkpoint"] = f"runs/{run_id}/checkpoints/sft"
-        runner.on_step = _announce(pipeline.name)
+    runner.on_step = _announce(pipeline.name)
     runner.run(pipeline, params)
     report = f"runs/{run_id}/report/report.md"
     summary = {
@@ -133,11 +134,22 @@ def launch(req: RunRequest) -> dict[str, str]:
 
 
 def _announce(pipeline: str) -> Any:
+    """Progress of a pipeline: a bar over its steps on a terminal, a log line per step change in pods and CI."""
     log = get_logger()
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(get_pipeline(pipeline).steps), desc=pipeline, unit="step", leave=True)
 
     def on_step(step: str, status: str) -> None:
-        if status != "done":
-            log.info(f"{pipeline}: {step} {status}")
+        if bar is None:
+            if status != "done":
+                log.info(f"{pipeline}: {step} {status}")
+            return
+        bar.set_postfix_str(f"{step} {status}")
+        if status in ("done", "skipped"):
+            bar.update(1)
 
     return on_step
 

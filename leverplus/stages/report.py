@@ -289,7 +289,7 @@ def _document(
         Table(
             ["item", "value"],
             [
-                ["settings hash", f"`{metrics['settings_hash'][:16]}`"],
+                ["settings", f"`runs/{metrics['run_id']}/settings.yaml` (hash `{metrics['settings_hash'][:16]}`)"],
                 ["prompt hash", f"`{metrics['prompt_hash']}`"],
                 ["code version", metrics["code_version"]],
                 ["metric mode", metrics["metric_mode"]],
