@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # e.g. make TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install run test lint format docs clean
+.PHONY: install run test lint format docs workflows clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerate the checked-in Argo YAML after changing leverplus/pipeline.py or leverplus/argo.py (never run by CI).
+workflows: install
+	$(BIN)/leverplus workflows render --out workflows
 
 docs: install
 	$(BIN)/python scripts/sync_readme.py

@@ -23,6 +23,12 @@ class Step:
     when: tuple[str, str] | None = None  # (step, printed value) that must hold for this step to run
     gpu: bool = False  # needs an accelerator on a cluster (the LVLM or a big encoder)
 
+    def needs(self) -> tuple[str, ...]:
+        """Every step this one waits for: its dependencies, its fan-out source and its condition's step."""
+        extra = (self.fan_out,) if self.fan_out else ()
+        extra += (self.when[0],) if self.when else ()
+        return tuple(dict.fromkeys(self.depends + extra))
+
     def render(self, params: dict[str, str], item: str | None = None) -> list[str]:
         values = {**params, "item": item if item is not None else "{item}"}
         return [arg.format(**values) for arg in self.args]
@@ -43,18 +49,13 @@ class Pipeline:
         done: list[str] = []
         pending = list(self.steps)
         while pending:
-            ready = [s for s in pending if all(d in done for d in _needs(s))]
+            ready = [s for s in pending if all(d in done for d in s.needs())]
             if not ready:
                 raise ValueError(f"pipeline {self.name}: cycle or unknown dependency among {[s.name for s in pending]}")
             for s in ready:
                 done.append(s.name)
                 pending.remove(s)
         return [self.step(n) for n in done]
-
-
-def _needs(step: Step) -> tuple[str, ...]:
-    extra = tuple(x for x in (step.fan_out, step.when[0] if step.when else None) if x)
-    return step.depends + extra
 
 
 RUN_ARGS = ("--run", "{run_id}")

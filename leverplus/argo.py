@@ -1,0 +1,219 @@
+"""Compile the pipeline DAGs (leverplus.pipeline) into Argo Workflows with Hera.
+
+The same Step list that the local runner executes becomes one container template per step — the image's
+ENTRYPOINT is `leverplus`, so a template's args are exactly the step's command line — and one DAG task per step.
+Fan-out steps run `withParam` over the JSON list of shard ids their plan step prints; conditional steps carry a
+`when` on the step they wait for. Data lives in the store: Argo passes only shard ids and workflow names.
+
+Cluster choices are arguments here, never inside stage code: the image, the service account, the S3 secret, GPU
+scheduling (a podSpecPatch parameter: pass '{}' to run on a CPU-only cluster such as kind), retries, parallelism,
+pod GC, TTL and the deadline. The run id and the round id are the workflow's name (unique per submission).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leverplus import __version__
+from leverplus.pipeline import PIPELINES, Pipeline, Step
+
+__all__ = ["GPU_POD_PATCH", "ArgoOptions", "build_cron", "build_workflow", "render_all"]
+
+# Added to GPU steps' pods unless the gpu-pod-patch parameter is overridden ('{}' on a CPU-only cluster).
+GPU_POD_PATCH = json.dumps(
+    {
+        "containers": [
+            {"name": "main", "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}
+        ],
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+    },
+    separators=(",", ":"),
+)
+# Workflow parameter -> setting it feeds (as LEVERPLUS_* env, the settings model's own mechanism).
+SETTING_PARAMETERS = {
+    "store-uri": ("LEVERPLUS_STORE__URI", "s3://leverplus"),
+    "s3-endpoint": ("LEVERPLUS_STORE__ENDPOINT_URL", "http://minio:9000"),
+    "data-name": ("LEVERPLUS_DATA__NAME", "vqav2"),
+    "lvlm-backend": ("LEVERPLUS_LVLM__BACKEND", "hf"),
+    "lvlm-model": ("LEVERPLUS_LVLM__MODEL", "Qwen/Qwen2.5-VL-3B-Instruct"),
+    "features-encoder": ("LEVERPLUS_FEATURES__ENCODER", "clip"),
+}
+# What a pipeline's {placeholders} become in Argo.
+PLACEHOLDERS = {
+    "run_id": "{{workflow.name}}",
+    "round_id": "{{workflow.name}}",
+    "sft_checkpoint": "{{workflow.parameters.sft-checkpoint}}",
+    "item": "{{inputs.parameters.shard}}",
+}
+
+
+@dataclass(frozen=True)
+class ArgoOptions:
+    image: str = f"leverplus:{__version__}"
+    service_account: str = "leverplus-workflow"
+    s3_secret: str = "leverplus-s3"  # keys: access-key-id, secret-access-key
+    settings_config_map: str = "leverplus-settings"  # optional: LEVERPLUS_* keys for every step
+    artifact_repository: str = "artifact-repositories"
+    parallelism: int = 8  # pods at once per workflow
+    shard_retries: int = 3
+    deadline_hours: int = 48
+    ttl_days: int = 7
+    cpu_request: str = "1"
+    memory_request: str = "4Gi"
+    labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "leverplus"})
+
+
+def _env(opts: ArgoOptions) -> list[Any]:
+    from hera.workflows import models as m
+
+    env = [
+        m.EnvVar(name=var, value=f"{{{{workflow.parameters.{param}}}}}")
+        for param, (var, _) in SETTING_PARAMETERS.items()
+    ]
+    for var, key in (("AWS_ACCESS_KEY_ID", "access-key-id"), ("AWS_SECRET_ACCESS_KEY", "secret-access-key")):
+        env.append(
+            m.EnvVar(
+                name=var, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=opts.s3_secret, key=key))
+            )
+        )
+    env.append(m.EnvVar(name="LEVERPLUS_LOG_FORMAT", value="json"))
+    return env
+
+
+def _container(step: Step, opts: ArgoOptions) -> Any:
+    from hera.workflows import Container, Parameter, RetryStrategy
+    from hera.workflows import models as m
+
+    shard_step = step.fan_out is not None
+    return Container(
+        name=step.name,
+        image="{{workflow.parameters.image}}",
+        args=step.render(PLACEHOLDERS, item=PLACEHOLDERS["item"]),
+        inputs=[Parameter(name="shard")] if shard_step else None,
+        pod_spec_patch="{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None,
+        # Retry the shard, not the DAG (a DAG retry would re-run every item); prefer another node after a failure.
+        retry_strategy=RetryStrategy(
+            limit=str(opts.shard_retries),
+            retry_policy="Always",
+            backoff=m.Backoff(duration="30s", factor="2", max_duration="30m"),
+            affinity=m.RetryAffinity(node_anti_affinity=m.RetryNodeAntiAffinity()),
+        )
+        if shard_step
+        else None,
+    )
+
+
+def _arguments(pipeline: Pipeline) -> list[Any]:
+    from hera.workflows import Parameter
+
+    params = []
+    if "sft_checkpoint" in pipeline.params:
+        params.append(Parameter(name="sft-checkpoint", description=pipeline.params["sft_checkpoint"]))
+    params += [Parameter(name=name, value=default) for name, (_, default) in SETTING_PARAMETERS.items()]
+    params.append(
+        Parameter(
+            name="gpu-pod-patch",
+            value=GPU_POD_PATCH,
+            description="podSpecPatch for GPU steps; '{}' runs them on CPU (e.g. kind)",
+        )
+    )
+    return params
+
+
+def _spec_options(opts: ArgoOptions) -> dict[str, Any]:
+    from hera.workflows import models as m
+
+    # Every step's container gets the settings env, the S3 credentials and resource requests from here.
+    defaults = m.Template(
+        container=m.Container(
+            image="{{workflow.parameters.image}}",
+            env=_env(opts),
+            env_from=[
+                m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name=opts.settings_config_map, optional=True))
+            ],
+            resources=m.ResourceRequirements(requests={"cpu": opts.cpu_request, "memory": opts.memory_request}),
+        )
+    )
+    return {
+        "template_defaults": defaults,
+        "service_account_name": opts.service_account,
+        "parallelism": opts.parallelism,
+        "pod_gc": m.PodGC(strategy="OnPodSuccess"),
+        "ttl_strategy": m.TTLStrategy(seconds_after_completion=opts.ttl_days * 86400),
+        "active_deadline_seconds": opts.deadline_hours * 3600,
+        "artifact_repository_ref": m.ArtifactRepositoryRef(config_map=opts.artifact_repository),
+        "labels": opts.labels,
+    }
+
+
+def build_workflow(pipeline: Pipeline, opts: ArgoOptions, template: bool = True) -> Any:
+    """A WorkflowTemplate named after the pipeline, or (template=False) a plain Workflow for `argo submit`."""
+    from hera.workflows import DAG, Parameter, Task, Workflow, WorkflowTemplate
+
+    naming = {"name": pipeline.name} if template else {"generate_name": f"{pipeline.name}-"}
+    cls = WorkflowTemplate if template else Workflow
+    arguments = [Parameter(name="image", value=opts.image), *_arguments(pipeline)]
+    with cls(
+        entrypoint="main",
+        arguments=arguments,
+        annotations={"workflows.argoproj.io/description": pipeline.description},
+        **naming,
+        **_spec_options(opts),
+    ) as workflow:
+        containers = {step.name: _container(step, opts) for step in pipeline.steps}
+        with DAG(name="main"):
+            for step in pipeline.order():
+                Task(
+                    name=step.name,
+                    template=containers[step.name],
+                    depends=" && ".join(step.needs()) or None,
+                    with_param=f"{{{{tasks.{step.fan_out}.outputs.result}}}}" if step.fan_out else None,
+                    arguments={"shard": "{{item}}"} if step.fan_out else None,
+                    when=f"{{{{tasks.{step.when[0]}.outputs.result}}}} == {step.when[1]}" if step.when else None,
+                )
+    return workflow
+
+
+def build_cron(opts: ArgoOptions, schedule: str = "0 2 * * *", timezone: str = "UTC") -> Any:
+    """The nightly data-growth round: references the data-growth WorkflowTemplate; never two at once."""
+    from hera.workflows import CronWorkflow
+    from hera.workflows import models as m
+
+    return CronWorkflow(
+        name="nightly-data-growth",
+        schedules=[schedule],
+        timezone=timezone,
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=3600,
+        successful_jobs_history_limit=7,
+        failed_jobs_history_limit=7,
+        workflow_template_ref=m.WorkflowTemplateRef(name="data-growth"),
+        arguments=[m.Parameter(name="sft-checkpoint", value="runs/sft/checkpoints/sft")],
+        labels=opts.labels,
+    )
+
+
+GENERATED_HEADER = "# Generated by `leverplus workflows render` from leverplus/pipeline.py - do not edit.\n"
+
+
+def render_all(opts: ArgoOptions | None = None) -> dict[str, str]:
+    """Every generated file: relative path -> YAML text."""
+    opts = opts or ArgoOptions()
+    files = {f"templates/{name}.yaml": build_workflow(p, opts).to_yaml() for name, p in PIPELINES.items()}
+    files["balanced-v3.yaml"] = build_workflow(PIPELINES["balanced-v3"], opts, template=False).to_yaml()
+    files["nightly-data-growth.yaml"] = build_cron(opts).to_yaml()
+    return {path: GENERATED_HEADER + text for path, text in sorted(files.items())}
+
+
+def write_all(out: Path, opts: ArgoOptions | None = None) -> list[Path]:
+    written = []
+    for rel, text in render_all(opts).items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written

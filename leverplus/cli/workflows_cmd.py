@@ -1,0 +1,36 @@
+"""`leverplus workflows render`: (re)generate the Argo YAML in workflows/ from the pipeline definitions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    workflows = commands.add_parser("workflows", help="compile the pipelines to Argo Workflows YAML")
+    sub = workflows.add_subparsers(dest="workflows_command", metavar="<action>", required=True)
+    render = sub.add_parser("render", help="write workflows/*.yaml (WorkflowTemplates, Workflow, CronWorkflow)")
+    render.add_argument("--out", default="workflows", help="output folder (default workflows/)")
+    render.add_argument("--image", help="container image reference (default leverplus:<version>)")
+    render.add_argument("--check", action="store_true", help="write nothing; exit 2 if the files are out of date")
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> None:
+    from leverplus.argo import ArgoOptions, render_all, write_all
+    from leverplus.errors import ConfigError
+
+    opts = ArgoOptions(image=args.image) if args.image else ArgoOptions()
+    out = Path(args.out)
+    if args.check:
+        stale = [
+            rel
+            for rel, text in render_all(opts).items()
+            if not (out / rel).is_file() or (out / rel).read_text() != text
+        ]
+        if stale:
+            raise ConfigError(f"{out}: generated workflows out of date: {', '.join(stale)}; run `make workflows`")
+        print(f"{out}: up to date")
+        return
+    for path in write_all(out, opts):
+        print(path)
