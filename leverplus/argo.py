@@ -20,7 +20,7 @@ from typing import Any
 from leverplus import __version__
 from leverplus.pipeline import PIPELINES, Pipeline, Step
 
-__all__ = ["GPU_POD_PATCH", "ArgoOptions", "build_cron", "build_workflow", "render_all"]
+__all__ = ["GPU_POD_PATCH", "ArgoOptions", "build_cron", "build_workflow", "generated_files", "render_all"]
 
 # Added to GPU steps' pods unless the gpu-pod-patch parameter is overridden ('{}' on a CPU-only cluster).
 GPU_POD_PATCH = json.dumps(
@@ -209,11 +209,11 @@ def render_all(opts: ArgoOptions | None = None) -> dict[str, str]:
     return {path: GENERATED_HEADER + text for path, text in sorted(files.items())}
 
 
-def write_all(out: Path, opts: ArgoOptions | None = None) -> list[Path]:
-    written = []
-    for rel, text in render_all(opts).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    return written
+def generated_files(out: Path, chart: Path | None, opts: ArgoOptions | None = None) -> dict[Path, str]:
+    """Every generated file at its path: workflows/... and the chart's embedded copies of the templates."""
+    files = {out / rel: text for rel, text in render_all(opts).items()}
+    if chart is not None:
+        files.update(
+            {chart / "files" / rel: text for rel, text in render_all(opts).items() if rel.startswith("templates/")}
+        )
+    return files

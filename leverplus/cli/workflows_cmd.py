@@ -11,26 +11,29 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sub = workflows.add_subparsers(dest="workflows_command", metavar="<action>", required=True)
     render = sub.add_parser("render", help="write workflows/*.yaml (WorkflowTemplates, Workflow, CronWorkflow)")
     render.add_argument("--out", default="workflows", help="output folder (default workflows/)")
+    render.add_argument(
+        "--chart",
+        default="charts/leverplus",
+        help="Helm chart whose files/ embed the templates (default charts/leverplus; '' to skip)",
+    )
     render.add_argument("--image", help="container image reference (default leverplus:<version>)")
     render.add_argument("--check", action="store_true", help="write nothing; exit 2 if the files are out of date")
     render.set_defaults(handler=_render)
 
 
 def _render(args: argparse.Namespace) -> None:
-    from leverplus.argo import ArgoOptions, render_all, write_all
+    from leverplus.argo import ArgoOptions, generated_files
     from leverplus.errors import ConfigError
 
     opts = ArgoOptions(image=args.image) if args.image else ArgoOptions()
-    out = Path(args.out)
+    files = generated_files(Path(args.out), Path(args.chart) if args.chart else None, opts)
     if args.check:
-        stale = [
-            rel
-            for rel, text in render_all(opts).items()
-            if not (out / rel).is_file() or (out / rel).read_text() != text
-        ]
+        stale = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
         if stale:
-            raise ConfigError(f"{out}: generated workflows out of date: {', '.join(stale)}; run `make workflows`")
-        print(f"{out}: up to date")
+            raise ConfigError(f"generated workflows out of date: {', '.join(stale)}; run `make workflows`")
+        print("generated workflows: up to date")
         return
-    for path in write_all(out, opts):
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
         print(path)
