@@ -52,9 +52,15 @@ def accuracy_vs_shots(eval_metrics: dict[str, dict[str, dict]]) -> bytes:
 def ratio_histogram(scored_hist: list[int], accepted_band: tuple[float, float]) -> bytes:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    edges = [i / 10 for i in range(10)]
-    ax.bar(edges, scored_hist, width=0.1, align="edge", edgecolor="white")
-    ax.axvspan(*accepted_band, color="green", alpha=0.12, label="kept (balanced band)")
+    step = 1 / (len(scored_hist) - 1)  # bars centred on 0, step, ..., 1
+    ax.bar([i * step for i in range(len(scored_hist))], scored_hist, width=0.9 * step, edgecolor="white")
+    ax.axvspan(
+        accepted_band[0] - step / 2,
+        accepted_band[1] + step / 2,
+        color="green",
+        alpha=0.12,
+        label="kept (balanced band, inclusive)",
+    )
     ax.set_xlabel("positive ratio of a query's candidates")
     ax.set_ylabel("queries")
     ax.set_title("Positive ratio of scored queries")
@@ -72,6 +78,7 @@ def history_plot(history: list[dict[str, Any]]) -> bytes:
     ax2 = ax.twinx()
     ax2.plot(xs, [h["shot1"] for h in history], color="#d62728", marker="o", label="policy shot-1 accuracy")
     ax2.set_ylabel("shot-1 accuracy (%)")
+    ax2.set_ylim(0, 100)  # a fixed scale: a zoomed axis makes noise look like progress
     ax.set_title("Balanced-set size and accuracy across runs")
     fig.legend(fontsize=8, loc="upper left")
     return _png(fig)

@@ -18,7 +18,10 @@ from leverplus.records import CandidateGroup
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, MERGED_EXPORT, plan_key, round_prefix, shard_key
 
-__all__ = ["is_balanced", "latest_version", "load_balanced", "read_groups", "run_filter"]
+__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "read_groups", "run_filter"]
+
+
+RATIO_BINS = 21  # bars centred on 0, 0.05, ..., 1: each ratio of 20 candidates has its own bar
 
 
 def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bool:
@@ -59,7 +62,7 @@ def _stats(groups: list[CandidateGroup]) -> dict:
     ratios = [g.positive_ratio for g in groups]
     candidates = sum(len(g.candidates) for g in groups)
     positives = sum(c.correct for g in groups for c in g.candidates)
-    hist, _ = np.histogram(ratios, bins=10, range=(0.0, 1.0))
+    hist, _ = np.histogram(ratios, bins=RATIO_BINS, range=(-0.025, 1.025))
     return {
         "queries": len(groups),
         "candidates": candidates,

@@ -16,6 +16,7 @@ from leverplus.records import EvalRecord
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
 from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram
 from leverplus.stages.context import StageContext
+from leverplus.stages.filter import RATIO_BINS
 from leverplus.stages.layout import BALANCED, check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
 
 __all__ = ["run_report"]
@@ -174,11 +175,14 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
 
 def _scored_histogram(ctx: StageContext) -> list[int]:
     """Positive-ratio histogram over every query scored in this store (accepted or rejected)."""
-    hist = [0] * 10
+    hist = [0] * RATIO_BINS
     for key in ctx.store.list("rounds/"):
         if key.endswith("/manifest.json"):
             stats = json.loads(ctx.store.get_bytes(key)).get("stats", {})
-            hist = [a + b for a, b in zip(hist, stats.get("scored", {}).get("ratio_histogram", [0] * 10), strict=True)]
+            hist = [
+                a + b
+                for a, b in zip(hist, stats.get("scored", {}).get("ratio_histogram", [0] * RATIO_BINS), strict=True)
+            ]
     return hist if any(hist) else []
 
 
