@@ -3,6 +3,7 @@ file, field or id; the CLI prints it on one line and exits 2. Anything else is a
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "DataError",
     "IntegrityError",
     "LeverPlusError",
@@ -33,3 +34,7 @@ class NotFoundError(StoreError):
 
 class IntegrityError(LeverPlusError):
     """An object exists but is truncated, corrupted or does not match its manifest."""
+
+
+class ConflictError(LeverPlusError):
+    """Another process holds what this one needs (a publishing lease)."""

@@ -16,7 +16,7 @@ def _context(args: argparse.Namespace, stage: str) -> Any:
     from leverplus.log import bind
     from leverplus.stages.context import StageContext
 
-    settings = load_cli_settings(args)
+    settings = load_cli_settings(args, {"store.uri": args.store} if getattr(args, "store", None) else None)
     bind(
         **{
             k: v
@@ -66,6 +66,18 @@ def _plan(ctx: Any, args: argparse.Namespace) -> None:
         key = sft_plan_key(args.run) if args.kind == "sft" else eval_plan_key(args.run)
         plan = run_plan(ctx, args.kind, key, args.run, args.force)
     print(json.dumps(plan.shard_ids()))
+
+
+def _verify(ctx: Any, args: argparse.Namespace) -> None:
+    from leverplus.errors import IntegrityError
+    from leverplus.stages.verify import run_verify
+
+    checked, problems = run_verify(ctx)
+    for problem in problems:
+        print(f"PROBLEM {problem}")
+    print(f"{ctx.store.uri}: {checked} objects checked, {len(problems)} problem(s)")
+    if problems:
+        raise IntegrityError(f"{len(problems)} problem(s) in {ctx.store.uri}, first: {problems[0]}")
 
 
 def _print(value: Any) -> None:
@@ -171,6 +183,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "growth-check",
         "print true when the balanced set has grown enough to retrain",
         call("growth", "run_growth_check"),
+    )
+    _stage(
+        commands,
+        common,
+        "verify",
+        "check every version, shard, checkpoint and feature file of a store; exit 2 on any problem",
+        _verify,
+        (("--store",), {"metavar": "URI", "help": "store to check (default: the configured store.uri)"}),
     )
     _stage(
         commands,

@@ -9,6 +9,7 @@ queries' groups are never lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -16,7 +17,8 @@ import numpy as np
 from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import BALANCED, MERGED_EXPORT, plan_key, round_prefix, shard_key
+from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
+from leverplus.store.lease import lease
 
 __all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "read_groups", "run_filter"]
 
@@ -30,9 +32,13 @@ def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bo
     return 0 < positives < len(group.candidates) and min_ratio <= ratio <= max_ratio
 
 
-def read_groups(ctx: StageContext, key: str) -> list[CandidateGroup]:
+def read_groups(ctx: StageContext, key: str, expected_sha256: str | None = None) -> list[CandidateGroup]:
+    """Candidate groups of a JSONL object; with expected_sha256, a truncated or altered object is an error."""
+    raw = ctx.store.get_bytes(key)
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
     groups = []
-    for line_no, line in enumerate(ctx.store.get_bytes(key).splitlines(), start=1):
+    for line_no, line in enumerate(raw.splitlines(), start=1):
         try:
             groups.append(CandidateGroup.model_validate_json(line))
         except ValueError as exc:
@@ -52,10 +58,15 @@ def latest_version(ctx: StageContext) -> int:
 
 
 def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, list[CandidateGroup]]:
+    """A version of the balanced set (default: latest), verified against the sha256 in its manifest."""
     version = latest_version(ctx) if version is None else version
     if version == 0:
         return 0, []
-    return version, read_groups(ctx, f"{BALANCED}/v{version}.jsonl")
+    manifest_key = f"{BALANCED}/v{version}.manifest.json"
+    if not ctx.store.exists(manifest_key):
+        raise IntegrityError(f"{ctx.store.uri_for(manifest_key)} is missing: v{version} cannot be verified")
+    expected = json.loads(ctx.store.get_bytes(manifest_key))["outputs"][f"v{version}.jsonl"]
+    return version, read_groups(ctx, f"{BALANCED}/v{version}.jsonl", expected)
 
 
 def _stats(groups: list[CandidateGroup]) -> dict:
@@ -76,46 +87,61 @@ def _export(groups: list[CandidateGroup], version: int) -> dict:
     return {"version": f"v{version}", "queries": {str(g.question_id): g.model_dump(mode="json") for g in groups}}
 
 
-def run_filter(ctx: StageContext, round_id: str) -> dict:
+def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup], dict[str, str]]:
+    """Every scored group of the round and the sha256 of each shard (recorded in the round's manifest)."""
     plan = ctx.read_plan(plan_key(round_id))
     prefix = round_prefix(round_id)
     missing = [i for i in plan.shard_ids() if not ctx.store.exists(shard_key(prefix, i))]
     if missing:
         raise DataError(f"round {round_id}: shards {missing[:10]} have no output yet; run `leverplus score` first")
-    scored = [g for i in plan.shard_ids() for g in read_groups(ctx, shard_key(prefix, i))]
-    rl = ctx.settings.rl
-    accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+    scored, shas = [], {}
+    for i in plan.shard_ids():
+        key = shard_key(prefix, i)
+        shas[key.removeprefix(prefix + "/")] = ctx.store.sha256(key)
+        scored += read_groups(ctx, key)
+    return scored, shas
+
+
+def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -> tuple[int, int]:
+    """Add the round's new balanced queries as the next version; `latest` moves last. -> (version, added)"""
     version, current = load_balanced(ctx)
     present = {g.question_id for g in current}
     added = [g for g in accepted if g.question_id not in present]
-    round_stats = {
+    if not added:
+        ctx.log.info("nothing new to publish", round_id=round_id, accepted=len(accepted), latest=f"v{version}")
+        return version, 0
+    merged = sorted(current + added, key=lambda g: g.question_id)
+    version += 1
+    sha = ctx.put_jsonl(f"{BALANCED}/v{version}.jsonl", merged)
+    manifest = ctx.manifest(
+        "balanced-set",
+        inputs={"round": ctx.store.uri_for(round_prefix(round_id))},
+        outputs={f"v{version}.jsonl": sha},
+        stats={**_stats(merged), "round_id": round_id, "added_queries": len(added)},
+    )
+    ctx.put_json(f"{BALANCED}/v{version}.manifest.json", manifest)
+    ctx.store.put_bytes(MERGED_EXPORT, json.dumps(_export(merged, version), sort_keys=True).encode())
+    ctx.store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
+    ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=len(merged))
+    return version, len(added)
+
+
+def run_filter(ctx: StageContext, round_id: str) -> dict:
+    scored, shard_shas = _join_round(ctx, round_id)
+    rl = ctx.settings.rl
+    accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+    with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
+        version, added = _publish(ctx, round_id, accepted)
+    stats = {
         "scored_queries": len(scored),
         "accepted_queries": len(accepted),
-        "added_queries": len(added),
+        "added_queries": added,
         "scored": _stats(scored),
         "accepted": _stats(accepted),
+        "version": f"v{version}",
     }
-    if added:
-        merged = sorted(current + added, key=lambda g: g.question_id)
-        version += 1
-        sha = ctx.put_jsonl(f"{BALANCED}/v{version}.jsonl", merged)
-        ctx.put_json(
-            f"{BALANCED}/v{version}.manifest.json",
-            ctx.manifest(
-                "balanced-set",
-                inputs={"round": ctx.store.uri_for(prefix)},
-                outputs={f"v{version}.jsonl": sha},
-                stats={**_stats(merged), "round_id": round_id, "added_queries": len(added)},
-            ),
-        )
-        ctx.store.put_bytes(MERGED_EXPORT, json.dumps(_export(merged, version), sort_keys=True).encode())
-        ctx.store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
-        ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=len(merged))
-    else:
-        ctx.log.info("nothing new to publish", round_id=round_id, accepted=len(accepted), latest=f"v{version}")
-    round_stats["version"] = f"v{version}"
     ctx.put_json(
-        f"{prefix}/manifest.json",
-        ctx.manifest("round", inputs={"plan": ctx.store.uri_for(plan_key(round_id))}, stats=round_stats),
+        f"{round_prefix(round_id)}/manifest.json",
+        ctx.manifest("round", inputs={"plan": ctx.store.uri_for(plan_key(round_id))}, outputs=shard_shas, stats=stats),
     )
-    return round_stats
+    return stats

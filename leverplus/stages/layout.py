@@ -14,6 +14,7 @@ from leverplus.errors import ConfigError
 
 __all__ = [
     "BALANCED",
+    "LEASE",
     "MERGED_EXPORT",
     "check_id",
     "checkpoint_prefix",
@@ -27,6 +28,7 @@ __all__ = [
 
 BALANCED = "rl-data/balanced"
 MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
+LEASE = f"{BALANCED}/.lease"  # exists while a round publishes a version
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -1,0 +1,79 @@
+"""`leverplus verify`: check a whole store and report every problem.
+
+balanced set  every version parses, matches the sha256 in its manifest and holds each question_id once;
+              `latest` names a version that exists
+rounds        every shard parses and matches the sha256 its round's manifest recorded at filter time
+checkpoints   every checkpoint loads strictly and matches the sha256 in its config
+features      every feature file loads
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from leverplus.errors import LeverPlusError
+from leverplus.features import FeatureTable
+from leverplus.policy import load_policy
+from leverplus.stages.context import StageContext
+from leverplus.stages.filter import latest_version, load_balanced, read_groups
+from leverplus.stages.layout import BALANCED
+
+__all__ = ["run_verify"]
+
+_VERSION = re.compile(rf"^{BALANCED}/v(\d+)\.jsonl$")
+
+
+def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
+    versions = sorted(int(m.group(1)) for k in keys if (m := _VERSION.match(k)))
+
+    def one(version: int) -> None:
+        _, groups = load_balanced(ctx, version)
+        ids = [g.question_id for g in groups]
+        if len(ids) != len(set(ids)):
+            raise LeverPlusError(f"{ctx.store.uri_for(f'{BALANCED}/v{version}.jsonl')}: a question_id appears twice")
+
+    for version in versions:
+        check(f"balanced v{version}", lambda v=version: one(v))
+
+    def latest() -> None:
+        if (n := latest_version(ctx)) and n not in versions:
+            raise LeverPlusError(f"{ctx.store.uri_for(f'{BALANCED}/latest')} names v{n}, which does not exist")
+
+    check("balanced latest", latest)
+
+
+def _rounds(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
+    for key in (k for k in keys if k.startswith("rounds/") and k.endswith("/manifest.json")):
+        prefix = key.removesuffix("/manifest.json")
+        outputs = json.loads(ctx.store.get_bytes(key)).get("outputs", {})
+        for rel, sha in outputs.items():
+            check(f"{prefix}/{rel}", lambda k=f"{prefix}/{rel}", s=sha: read_groups(ctx, k, s))
+    for key in (k for k in keys if k.startswith("rounds/") and "/shards/" in k):
+        check(key, lambda k=key: read_groups(ctx, k))
+
+
+def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
+    """(objects checked, problems)."""
+    keys = ctx.store.list()
+    problems: list[str] = []
+    checked = 0
+
+    def check(what: str, fn: Callable[[], object]) -> None:
+        nonlocal checked
+        checked += 1
+        try:
+            fn()
+        except (LeverPlusError, ValueError, KeyError) as exc:
+            problems.append(f"{what}: {exc}")
+
+    _balanced(ctx, keys, check)
+    _rounds(ctx, keys, check)
+    for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
+        prefix = key.removesuffix("/config.json")
+        check(prefix, lambda p=prefix: load_policy(ctx.checkpoint_store(p)))
+    for key in (k for k in keys if k.startswith("features/") and k.endswith(".safetensors")):
+        _, encoder, name = key.split("/")
+        check(key, lambda e=encoder, n=name: FeatureTable.load(ctx.store, e, n.removesuffix(".safetensors")))
+    return checked, problems
