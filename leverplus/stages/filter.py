@@ -20,7 +20,7 @@ from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
 from leverplus.store.lease import lease
 
-__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "read_groups", "run_filter"]
+__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "parse_groups", "read_groups", "run_filter"]
 
 
 RATIO_BINS = 21  # bars centred on 0, 0.05, ..., 1: each ratio of 20 candidates has its own bar
@@ -32,20 +32,24 @@ def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bo
     return 0 < positives < len(group.candidates) and min_ratio <= ratio <= max_ratio
 
 
-def read_groups(ctx: StageContext, key: str, expected_sha256: str | None = None) -> list[CandidateGroup]:
-    """Candidate groups of a JSONL object; with expected_sha256, a truncated or altered object is an error."""
-    raw = ctx.store.get_bytes(key)
-    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
-        raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
+def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
     groups = []
     for line_no, line in enumerate(raw.splitlines(), start=1):
         try:
             groups.append(CandidateGroup.model_validate_json(line))
         except ValueError as exc:
             raise IntegrityError(
-                f"{ctx.store.uri_for(key)}: line {line_no} is not a candidate group ({str(exc).splitlines()[0]})"
+                f"{uri}: line {line_no} is not a candidate group ({str(exc).splitlines()[0]})"
             ) from exc
     return groups
+
+
+def read_groups(ctx: StageContext, key: str, expected_sha256: str | None = None) -> list[CandidateGroup]:
+    """Candidate groups of a JSONL object; with expected_sha256, a truncated or altered object is an error."""
+    raw = ctx.store.get_bytes(key)
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
+    return parse_groups(raw, ctx.store.uri_for(key))
 
 
 def latest_version(ctx: StageContext) -> int:
@@ -97,8 +101,9 @@ def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup],
     scored, shas = [], {}
     for i in plan.shard_ids():
         key = shard_key(prefix, i)
-        shas[key.removeprefix(prefix + "/")] = ctx.store.sha256(key)
-        scored += read_groups(ctx, key)
+        raw = ctx.store.get_bytes(key)  # hashed and parsed from the same bytes: one read per shard
+        shas[key.removeprefix(prefix + "/")] = hashlib.sha256(raw).hexdigest()
+        scored += parse_groups(raw, ctx.store.uri_for(key))
     return scored, shas
 
 

@@ -45,13 +45,13 @@ def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable
 
 
 def _rounds(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
+    recorded: dict[str, str] = {}  # shard key -> sha256 its round's manifest recorded at filter time
     for key in (k for k in keys if k.startswith("rounds/") and k.endswith("/manifest.json")):
         prefix = key.removesuffix("/manifest.json")
         outputs = json.loads(ctx.store.get_bytes(key)).get("outputs", {})
-        for rel, sha in outputs.items():
-            check(f"{prefix}/{rel}", lambda k=f"{prefix}/{rel}", s=sha: read_groups(ctx, k, s))
+        recorded.update({f"{prefix}/{rel}": sha for rel, sha in outputs.items()})
     for key in (k for k in keys if k.startswith("rounds/") and "/shards/" in k):
-        check(key, lambda k=key: read_groups(ctx, k))
+        check(key, lambda k=key: read_groups(ctx, k, recorded.get(k)))  # not yet filtered: parse only
 
 
 def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
