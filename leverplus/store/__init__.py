@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from leverplus.errors import StoreError
-from leverplus.store.base import ObjectInfo, Store, check_key, join_key
+from leverplus.store.base import ObjectInfo, Store, check_key
 from leverplus.store.local import LocalStore
 from leverplus.store.s3 import S3Options, S3Store
 
@@ -21,7 +21,6 @@ __all__ = [
     "S3Store",
     "Store",
     "check_key",
-    "join_key",
     "open_object",
     "open_store",
     "s3_options",

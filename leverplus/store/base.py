@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from leverplus.errors import StoreError
 
-__all__ = ["CHUNK", "ObjectInfo", "Store", "check_key", "join_key", "sha256_stream"]
+__all__ = ["CHUNK", "ObjectInfo", "Store", "check_key", "sha256_stream"]
 
 CHUNK = 1 << 20
 _BAD_CHARS = re.compile(r"[\x00-\x1f\\]")
@@ -40,10 +40,6 @@ def check_key(key: str) -> str:
     if _BAD_CHARS.search(key):
         raise StoreError(f"invalid object key {key!r}: control character or backslash")
     return key
-
-
-def join_key(*parts: str) -> str:
-    return check_key("/".join(p.strip("/") for p in parts if p.strip("/")))
 
 
 def sha256_stream(chunks: Iterable[bytes]) -> tuple[str, int]:
