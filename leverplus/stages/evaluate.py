@@ -30,13 +30,19 @@ SYSTEMS = ("policy", "sft", "random", "similarity", "zero-shot")
 Selector = Callable[[PlannedQuery, int], list[int]]
 
 
-def _policy_selector(ctx: StageContext, net: PointerSelector, split: str) -> Selector:
+def _policy_selector(ctx: StageContext, net: PointerSelector, split: str, max_shots: int) -> Selector:
     queries, train = ctx.features(split), ctx.features(ctx.settings.data.train_split)
+    decoded: dict[int, list[int]] = {}  # the current question's greedy picks at max_shots
 
     def select(q: PlannedQuery, k: int) -> list[int]:
-        batch = make_batch([q.question_id], [q.pool], queries, train)
-        picks = net.select(batch.query, batch.pool, batch.mask, k, greedy=True)[0]
-        return [q.pool[i] for i in picks.tolist()]
+        # Greedy decoding is sequential, so the k-shot choice is the first k picks of the max_shots choice:
+        # decode once per question instead of once per shot count.
+        if q.question_id not in decoded:
+            decoded.clear()
+            batch = make_batch([q.question_id], [q.pool], queries, train)
+            picks = net.select(batch.query, batch.pool, batch.mask, max_shots, greedy=True)[0]
+            decoded[q.question_id] = [q.pool[i] for i in picks.tolist()]
+        return decoded[q.question_id][:k]
 
     return select
 
@@ -67,9 +73,10 @@ def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_ur
     plan, questions = ctx.plan_shard(f"{prefix}/plan.json", shard)
     s = ctx.settings
     shots = [k for k in s.eval.shots if k > 0]
+    longest = max(shots, default=0)
     selectors: dict[str, Selector] = {
-        "policy": _policy_selector(ctx, load_policy(ctx.checkpoint_store(policy_uri))[0], plan.split),
-        "sft": _policy_selector(ctx, load_policy(ctx.checkpoint_store(sft_uri))[0], plan.split),
+        "policy": _policy_selector(ctx, load_policy(ctx.checkpoint_store(policy_uri))[0], plan.split, longest),
+        "sft": _policy_selector(ctx, load_policy(ctx.checkpoint_store(sft_uri))[0], plan.split, longest),
         "random": _random_selector(s.eval.seed),
         "similarity": _similarity_selector(ctx, plan.split),
     }
