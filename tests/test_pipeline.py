@@ -43,7 +43,7 @@ def test_dags_have_the_documented_shape() -> None:
     assert all(s.when == ("growth-check", "true") for s in growth.steps if s.name in ("rce", "grpo", "eval", "report"))
 
 
-def _run(workdir: Path, *args: str) -> dict:
+def _run(workdir: Path, *args: str, config: str = "tiny.yaml") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
     proc = subprocess.run(
         [
@@ -55,7 +55,7 @@ def _run(workdir: Path, *args: str) -> dict:
             "--profile",
             "embedded",
             "--config",
-            "tiny.yaml",
+            config,
             "--workers",
             "2",
             "--summary-json",
@@ -113,3 +113,44 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     assert not ids(plan1) & ids(plan2)
     assert (store / "rl-data/balanced/latest").read_text() == "v2\n"
     assert "| run-0001 |" in (store / "runs/run-0002/report/report.md").read_text()
+
+
+TINY_HF = """\
+data: {synth_train: 150, synth_val: 30}
+pool: {size: 8}
+rl: {target_new_queries: 4, prior_acceptance_rate: 0.25, shard_size: 8, candidates_per_query: 6,
+     min_pos_ratio: 0.1, max_pos_ratio: 0.9, rce_epochs: 1, grpo_epochs: 1, batch_queries: 4}
+sft: {anchors: 8, candidates: 3, beam_width: 2, epochs: 2}
+eval: {num_questions: 8, shots: [1, 2], bootstrap_samples: 100}
+lvlm: {num_beams: 3, batch_size: 8}
+"""
+
+
+@pytest.mark.slow
+def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
+    """The whole pipeline through `leverplus run --lvlm hf` on a tiny real Qwen2.5-VL: InfoScore SFT data from
+    teacher-forced answer probabilities, candidate scoring and evaluation by generation."""
+    from leverplus.lvlm.tiny import build_qwen_vl
+
+    build_qwen_vl(tmp_path / "tiny-qwen", answer_prior=True)  # says "yes", "red", "2"...: some answers are right
+    (tmp_path / "hf.yaml").write_text(TINY_HF)
+    summary = _run(
+        tmp_path, "balanced-v3", "--lvlm", "hf", "--set", f"lvlm.model={tmp_path / 'tiny-qwen'}", config="hf.yaml"
+    )
+    store = tmp_path / "leverplus-store"
+    sft_rows = [
+        json.loads(line)
+        for f in sorted((store / "runs/run-0001/sft-data").glob("shards/*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    assert len(sft_rows) == 8 and all(len(r["sequences"]) == 2 for r in sft_rows)
+    scores = [x for r in sft_rows for x in r["infoscores"]]
+    assert len(set(scores)) > 1 and all(-1 <= x <= 1 for x in scores)  # real probability differences
+    groups = [json.loads(line) for line in (store / "rl-data/balanced/v1.jsonl").read_text().splitlines()]
+    assert groups and all(g["lvlm"] == f"hf:{tmp_path / 'tiny-qwen'}" for g in groups)
+    assert all(len(g["candidates"]) == 6 and 0 < sum(c["correct"] for c in g["candidates"]) < 6 for g in groups)
+    assert {c["prediction"] for g in groups for c in g["candidates"]} <= {"yes", "no", "2", "red", "circle"}
+    metrics = json.loads((store / "runs/run-0001/report/metrics.json").read_text())
+    assert set(metrics["eval"]) == {"policy", "sft", "random", "similarity", "zero-shot"}
+    assert metrics["eval"]["policy"]["1"]["n"] == 8
+    assert summary["report_uri"].endswith("report.md")

@@ -25,6 +25,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         default="auto",
         help="auto: the embedded profile when nothing is configured (default)",
     )
+    run.add_argument(
+        "--lvlm",
+        choices=("sim", "hf"),
+        help="shorthand for --set lvlm.backend=...; with hf, name the model with --set lvlm.model=DIR_OR_ID",
+    )
     run.add_argument("--run-id", help="run id (default: the next run-NNNN in the store)")
     run.add_argument("--round-id", help="data round id (default: the next round-NNNN in the store)")
     run.add_argument("--sft-checkpoint", metavar="URI", help="SFT policy; trained first when not given")
@@ -41,7 +46,8 @@ def _run(args: argparse.Namespace) -> None:
         RunRequest(
             pipeline=args.pipeline,
             config_file=getattr(args, "config", None),
-            overrides=_parse_overrides(getattr(args, "overrides", []) or []),
+            overrides=_parse_overrides(getattr(args, "overrides", []) or [])
+            | ({"lvlm.backend": args.lvlm} if args.lvlm else {}),
             profile=args.profile,
             run_id=args.run_id,
             round_id=args.round_id,

@@ -8,6 +8,9 @@ from leverplus.lvlm.base import LVLM, Request, Response
 from leverplus.lvlm.prompt import PROMPT_HASH, build_messages, postprocess_answer
 
 if TYPE_CHECKING:
+    from PIL import Image
+
+    from leverplus.data.schemas import VQARecord
     from leverplus.stages.context import StageContext
 
 __all__ = ["LVLM", "PROMPT_HASH", "Request", "Response", "build_messages", "load_lvlm", "postprocess_answer"]
@@ -20,9 +23,13 @@ def load_lvlm(ctx: StageContext) -> LVLM:
 
         perception = [ctx.features(s, "simple") for s in ("train", "val") if _has(ctx, s)]
         return SimLVLM(perception, ctx.split(ctx.settings.data.train_split), seed=ctx.settings.lvlm.sim_seed)
-    from leverplus.errors import ConfigError
+    from leverplus.device import torch_device
+    from leverplus.lvlm.hf import load_hf
 
-    raise ConfigError(f"lvlm.backend {backend!r} is not available in this build yet; use lvlm.backend=sim")
+    def load_image(record: VQARecord) -> Image.Image:
+        return ctx.split(record.split).load_image(record)
+
+    return load_hf(ctx.settings.lvlm, load_image, torch_device(ctx.settings.run.device), ctx.settings.store)
 
 
 def _has(ctx: StageContext, split: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leverplus.device import torch_device
 from leverplus.features import compute_features, feature_key
 from leverplus.progress import progress
 from leverplus.stages.context import StageContext
@@ -28,7 +29,7 @@ def run_features(ctx: StageContext, force: bool = False) -> list[str]:
             data = ctx.split(split)
             settings = ctx.settings.features.model_copy(update={"encoder": encoder})
             with progress(len({r.image_id for r in data}), f"{encoder} features {split}") as update:
-                table = compute_features(data, settings, progress=update)
+                table = compute_features(data, settings, torch_device(ctx.settings.run.device), progress=update)
             written.append(table.save(ctx.store))
             ctx.log.info("features written", uri=written[-1], questions=len(table.question_ids), dim=table.dim)
     return written

@@ -4,6 +4,8 @@ atomically. A shard whose output exists is skipped, so a retried or resumed roun
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -85,7 +87,11 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
                 ctx,
                 seed=ctx.settings.run.seed,
             )
-            responses = ctx.lvlm.answer([Request(record, tuple(train[i] for i in seq)) for seq, _ in sequences])
+            requests = [Request(record, tuple(train[i] for i in seq)) for seq, _ in sequences]
+            responses = ctx.lvlm.answer(requests)
+            if rl.reward_mode == "hard_plus_prob" and any(r.answer_prob is None for r in responses):
+                probs = ctx.lvlm.answer_prob(requests)  # a real LVLM scores the GT answer in a second pass
+                responses = [replace(r, answer_prob=p) for r, p in zip(responses, probs, strict=True)]
             candidates = []
             for (seq, source), response in zip(sequences, responses, strict=True):
                 accuracy = vqa_accuracy(response.prediction, record.answers, ctx.settings.eval.metric_mode)
