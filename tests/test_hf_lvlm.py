@@ -4,6 +4,7 @@ span, answer_prob against a plain forward, the vision cache, OOM halving, and cl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,48 @@ def test_s3_model_is_synced_once_even_when_processes_start_together(tiny_qwen: P
     assert sorted(p.name for p in local.iterdir()) == sorted([".complete", *(p.name for p in tiny_qwen.iterdir())])
     assert all((local / p.name).read_bytes() == p.read_bytes() for p in tiny_qwen.iterdir())
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    lvlm = load_hf(load_settings(overrides={"lvlm.model": uri, "lvlm.cache_dir": str(cache)}).lvlm, lambda r: None)
+    assert lvlm.name == f"hf:{uri}" and lvlm.fast
 
     with pytest.raises(ConfigError, match=r"no config\.json"):
         resolve_model(f"s3://{bucket}/models/nothing-here", cache)
+
+
+def test_an_unknown_hub_id_is_a_clear_error(tmp_path: Path) -> None:
+    """In a fresh process, since the hub's offline switch is read at import time."""
+    import subprocess
+    import sys
+
+    code = (
+        "from leverplus.cli import main; "
+        "raise SystemExit(main(['--set', 'lvlm.backend=hf', '--set', 'lvlm.model=nobody/no-such-model', "
+        "'lvlm', 'check']))"
+    )
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "lvlm.model nobody/no-such-model: cannot load it" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_lvlm_tiny_and_lvlm_check_through_the_cli(world, tmp_path: Path, capsys) -> None:
+    from leverplus.cli import main
+
+    model = tmp_path / "tiny"
+    assert main(["lvlm", "tiny", "--out", str(model), "--answer-prior"]) == 0
+    assert main(["lvlm", "tiny", "--out", str(model)]) == 2  # never overwritten
+    settings = ["--set", f"store.uri={world.root}", "--set", "data.name=synthetic", "--set", "lvlm.backend=hf"]
+    capsys.readouterr()
+    assert main(["lvlm", "check", *settings, "--set", f"lvlm.model={model}", "--questions", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [json.loads(line) for line in lines[:-1]]
+    assert len(rows) == 3 and all(r["prediction"] in {"yes", "no", "2", "red", "circle"} for r in rows)
+    assert all(0 < r["answer_prob"] < 1 and r["accuracy"] in (0.0, 0.3, 0.6, 0.9, 1.0) for r in rows)
+    assert lines[-1].startswith(f"hf:{model}: loaded in")
+
+
+def test_full_size_builder_is_the_3b_architecture() -> None:
+    """What the GPU benchmark builds, checked without memory: on the meta device."""
+    model, processor = build_qwen_vl(full_size=True, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(3.75e9, rel=0.01)  # Qwen2.5-VL-3B
+    assert model.config.text_config.num_hidden_layers == 36 and model.config.vision_config.depth == 32
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == model.config.image_token_id

@@ -62,8 +62,46 @@ def test_verify_finds_truncated_versions_and_altered_shards(world, capsys: pytes
     shard.write_text("\n".join(lines[1:]) + "\n")  # a whole group silently dropped: still parses
     _, problems = run_verify(world("verify"))
     assert any("v1.jsonl: sha256 differs" in p for p in problems)
-    assert any("rounds/round-r/shards/00000.jsonl: sha256 differs" in p for p in problems)
+    assert any("rounds/round-r/shards/00000.jsonl: its sha256 differs from its manifest" in p for p in problems)
 
     assert main(["verify", "--store", str(world.root)]) == 2
     out = capsys.readouterr()
     assert "2 problem(s)" in out.out and out.err.strip().splitlines()[-1].startswith("leverplus: error: 2 problem(s)")
+
+
+def test_resume_redoes_shards_that_do_not_match_their_manifest(world) -> None:
+    from structlog.testing import capture_logs
+
+    _scored_round(world)
+    shard = world.root / "rounds/round-r/shards/00000.jsonl"
+    manifest = world.root / "rounds/round-r/shards/00000.manifest.json"
+    good = shard.read_bytes()
+    assert json.loads(manifest.read_text())["stats"]["rows"] == len(good.splitlines())
+
+    def rerun() -> list[dict]:
+        with capture_logs() as logs:
+            run_score(world("score"), "round-r", 0, policy_uri=None)
+        return [e for e in logs if e["event"] in ("redoing shard", "shard exists and matches its manifest, skipping")]
+
+    assert [e["event"] for e in rerun()] == ["shard exists and matches its manifest, skipping"]
+    manifest.unlink()  # the writer died between the shard and its manifest
+    assert "no manifest" in rerun()[0]["reason"] and shard.read_bytes() == good and manifest.exists()
+    shard.write_bytes(good[: len(good) // 2])  # truncated behind the pipeline's back
+    assert "sha256 differs" in rerun()[0]["reason"] and shard.read_bytes() == good
+
+    # Readers refuse what they cannot verify, naming the object.
+    shard.write_bytes(good.replace(b'"correct":true', b'"correct":false', 1))
+    with pytest.raises(IntegrityError, match=r"shards/00000\.jsonl: its sha256 differs from its manifest"):
+        run_filter(world("filter"), "round-r")
+    assert not (world.root / BALANCED / "latest").exists()  # nothing published from tampered data
+
+
+def test_a_shard_made_with_another_prompt_is_a_conflict_not_a_silent_mix(world) -> None:
+    _scored_round(world)
+    manifest = world.root / "rounds/round-r/shards/00000.manifest.json"
+    doc = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(doc | {"prompt_hash": "0123456789abcdef"}))
+    with pytest.raises(ConflictError, match="made with prompt 0123456789abcdef"):
+        run_score(world("score"), "round-r", 0, policy_uri=None)
+    run_score(world("score"), "round-r", 0, policy_uri=None, force=True)  # --force redoes it
+    assert json.loads(manifest.read_text())["prompt_hash"] == doc["prompt_hash"]

@@ -39,7 +39,7 @@ def _settings_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from leverplus.cli import config_cmd, data_cmd, eval_score_cmd, run_cmd, stages_cmd, workflows_cmd
+    from leverplus.cli import config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, run_cmd, stages_cmd, workflows_cmd
 
     common = _settings_options()
     parser = argparse.ArgumentParser(
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"leverplus {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module in (config_cmd, data_cmd, eval_score_cmd, stages_cmd, run_cmd, workflows_cmd):
+    for module in (config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, stages_cmd, run_cmd, workflows_cmd):
         module.register(commands, common)
     return parser
 

@@ -77,13 +77,6 @@ class StageContext:
         except ValueError as exc:
             raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({str(exc).splitlines()[0]})") from exc
 
-    def finished(self, key: str, force: bool) -> bool:
-        """A shard whose output exists is done (resume and retries redo only what is missing) unless forced."""
-        if self.store.exists(key) and not force:
-            self.log.info("shard exists, skipping", uri=self.store.uri_for(key))
-            return True
-        return False
-
     def plan_shard(self, plan_key: str, shard: int) -> tuple[Plan, list[PlannedQuery]]:
         """The plan and the queries of one of its shards; a shard id the plan does not have is an error."""
         plan = self.read_plan(plan_key)

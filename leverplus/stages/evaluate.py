@@ -23,6 +23,7 @@ from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import eval_prefix, shard_key
+from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["SYSTEMS", "run_eval"]
 
@@ -68,7 +69,7 @@ def _random_selector(seed: int) -> Selector:
 def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_uri: str, force: bool = False) -> str:
     prefix = eval_prefix(run_id)
     key = shard_key(prefix, shard)
-    if ctx.finished(key, force):
+    if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
     plan, questions = ctx.plan_shard(f"{prefix}/plan.json", shard)
     s = ctx.settings
@@ -101,5 +102,4 @@ def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_ur
                     )
                 )
             update(1)
-    ctx.put_jsonl(key, records)
-    return ctx.store.uri_for(key)
+    return write_shard(ctx, key, records)

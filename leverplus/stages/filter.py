@@ -18,6 +18,7 @@ from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
+from leverplus.stages.shards import read_shard
 from leverplus.store.lease import lease
 
 __all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "parse_groups", "read_groups", "run_filter"]
@@ -101,7 +102,7 @@ def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup],
     scored, shas = [], {}
     for i in plan.shard_ids():
         key = shard_key(prefix, i)
-        raw = ctx.store.get_bytes(key)  # hashed and parsed from the same bytes: one read per shard
+        raw = read_shard(ctx, key)  # verified against its manifest, hashed and parsed from one read
         shas[key.removeprefix(prefix + "/")] = hashlib.sha256(raw).hexdigest()
         scored += parse_groups(raw, ctx.store.uri_for(key))
     return scored, shas

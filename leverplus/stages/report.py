@@ -18,6 +18,7 @@ from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histog
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import RATIO_BINS
 from leverplus.stages.layout import BALANCED, check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
+from leverplus.stages.shards import read_shard
 
 __all__ = ["run_report"]
 
@@ -30,7 +31,7 @@ def _load_records(ctx: StageContext, run_id: str) -> dict[tuple[str, int], list[
         raise DataError(f"run {run_id}: eval shards {missing[:10]} have no output yet; run `leverplus eval` first")
     grouped: dict[tuple[str, int], list[EvalRecord]] = defaultdict(list)
     for i in plan.shard_ids():
-        for line in ctx.store.get_bytes(shard_key(prefix, i)).splitlines():
+        for line in read_shard(ctx, shard_key(prefix, i)).splitlines():
             r = EvalRecord.model_validate_json(line)
             grouped[r.system, r.shots].append(r)
     return {k: sorted(v, key=lambda r: r.question_id) for k, v in sorted(grouped.items())}

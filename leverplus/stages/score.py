@@ -20,6 +20,7 @@ from leverplus.progress import progress
 from leverplus.records import Candidate, CandidateGroup, PlannedQuery
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import plan_key, round_prefix, shard_key
+from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["candidate_sequences", "run_score"]
 
@@ -68,7 +69,7 @@ def candidate_sequences(
 
 def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | None, force: bool = False) -> str:
     key = shard_key(round_prefix(round_id), shard)
-    if ctx.finished(key, force):
+    if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
     plan, queries_in_shard = ctx.plan_shard(plan_key(round_id), shard)
     rl = ctx.settings.rl
@@ -116,6 +117,4 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
                 )
             )
             update(1)
-    ctx.put_jsonl(key, groups)
-    ctx.log.info("shard written", uri=ctx.store.uri_for(key), queries=len(groups))
-    return ctx.store.uri_for(key)
+    return write_shard(ctx, key, groups)

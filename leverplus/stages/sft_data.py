@@ -12,9 +12,9 @@ import numpy as np
 from leverplus.data.schemas import VQARecord
 from leverplus.lvlm.base import LVLM, Request
 from leverplus.progress import progress
-from leverplus.records import canonical_json
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import sft_prefix, shard_key
+from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["infoscore_beams", "run_sft_data"]
 
@@ -50,7 +50,7 @@ def infoscore_beams(
 def run_sft_data(ctx: StageContext, run_id: str, shard: int, force: bool = False) -> str:
     prefix = sft_prefix(run_id)
     key = shard_key(prefix, shard)
-    if ctx.finished(key, force):
+    if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
     _, anchors = ctx.plan_shard(f"{prefix}/plan.json", shard)
     s, train = ctx.settings.sft, ctx.split(ctx.settings.data.train_split)
@@ -76,5 +76,4 @@ def run_sft_data(ctx: StageContext, run_id: str, shard: int, force: bool = False
                 }
             )
             update(1)
-    ctx.store.put_bytes(key, b"".join(canonical_json(r) + b"\n" for r in rows))
-    return ctx.store.uri_for(key)
+    return write_shard(ctx, key, rows)

@@ -18,6 +18,7 @@ from leverplus.records import canonical_json
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import load_balanced
 from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
+from leverplus.stages.shards import read_shard
 
 __all__ = ["run_grpo", "run_rce", "run_sft"]
 
@@ -59,7 +60,7 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
     plan = ctx.read_plan(f"{prefix}/plan.json")
     examples = []
     for shard in plan.shard_ids():
-        for line in ctx.store.get_bytes(shard_key(prefix, shard)).splitlines():
+        for line in read_shard(ctx, shard_key(prefix, shard)).splitlines():
             row = json.loads(line)
             examples += [SFTExample(row["question_id"], row["pool"], seq) for seq in row["sequences"]]
     train = ctx.features(ctx.settings.data.train_split)

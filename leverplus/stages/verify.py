@@ -2,23 +2,26 @@
 
 balanced set  every version parses, matches the sha256 in its manifest and holds each question_id once;
               `latest` names a version that exists
-rounds        every shard parses and matches the sha256 its round's manifest recorded at filter time
+shards        every shard (rounds, SFT data, eval) matches its own manifest and, for a filtered round, the sha256
+              its round's manifest recorded; round shards parse as candidate groups
 checkpoints   every checkpoint loads strictly and matches the sha256 in its config
 features      every feature file loads
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
 
-from leverplus.errors import LeverPlusError
+from leverplus.errors import IntegrityError, LeverPlusError
 from leverplus.features import FeatureTable
 from leverplus.policy import load_policy
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import latest_version, load_balanced, read_groups
+from leverplus.stages.filter import latest_version, load_balanced, parse_groups
 from leverplus.stages.layout import BALANCED
+from leverplus.stages.shards import read_shard
 
 __all__ = ["run_verify"]
 
@@ -44,14 +47,22 @@ def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable
     check("balanced latest", latest)
 
 
-def _rounds(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
+def _shards(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
     recorded: dict[str, str] = {}  # shard key -> sha256 its round's manifest recorded at filter time
     for key in (k for k in keys if k.startswith("rounds/") and k.endswith("/manifest.json")):
         prefix = key.removesuffix("/manifest.json")
         outputs = json.loads(ctx.store.get_bytes(key)).get("outputs", {})
         recorded.update({f"{prefix}/{rel}": sha for rel, sha in outputs.items()})
-    for key in (k for k in keys if k.startswith("rounds/") and "/shards/" in k):
-        check(key, lambda k=key: read_groups(ctx, k, recorded.get(k)))  # not yet filtered: parse only
+
+    def one(key: str) -> None:
+        raw = read_shard(ctx, key)  # against the shard's own manifest
+        if key in recorded and hashlib.sha256(raw).hexdigest() != recorded[key]:
+            raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its round's manifest")
+        if key.startswith("rounds/"):
+            parse_groups(raw, ctx.store.uri_for(key))
+
+    for key in (k for k in keys if "/shards/" in k and k.endswith(".jsonl")):
+        check(key, lambda k=key: one(k))
 
 
 def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
@@ -69,7 +80,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
             problems.append(f"{what}: {exc}")
 
     _balanced(ctx, keys, check)
-    _rounds(ctx, keys, check)
+    _shards(ctx, keys, check)
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
         prefix = key.removesuffix("/config.json")
         check(prefix, lambda p=prefix: load_policy(ctx.checkpoint_store(p)))

@@ -1,0 +1,74 @@
+"""Shard outputs of the fan-out stages (score, sft-data, eval): a JSONL object and a manifest beside it.
+
+    rounds/<round-id>/shards/00003.jsonl
+    rounds/<round-id>/shards/00003.manifest.json   sha256 of the shard, settings and prompt hashes, row count
+
+The shard is written first and its manifest second (each atomically), so a shard without a manifest is one whose
+writer died between the two. On resume a shard counts as done only if it matches its manifest; a shard that does
+not (missing manifest, truncated or altered bytes) is redone, which is safe because shards are deterministic.
+A shard written under a different prompt is a conflict: mixing prompt versions in one round would bias the data.
+Readers (filter, training, report, verify) read shards through `read_shard`, which fails naming the object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from leverplus.errors import ConflictError, IntegrityError
+from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.records import Manifest
+from leverplus.stages.context import StageContext
+
+__all__ = ["manifest_key", "read_shard", "shard_done", "write_shard"]
+
+
+def manifest_key(key: str) -> str:
+    return key.removesuffix(".jsonl") + ".manifest.json"
+
+
+def write_shard(ctx: StageContext, key: str, rows: list[Any]) -> str:
+    sha = ctx.put_jsonl(key, rows)
+    name = key.rsplit("/", 1)[-1]
+    ctx.put_json(manifest_key(key), ctx.manifest("shard", outputs={name: sha}, stats={"rows": len(rows)}))
+    ctx.log.info("shard written", uri=ctx.store.uri_for(key), rows=len(rows))
+    return ctx.store.uri_for(key)
+
+
+def _problem(ctx: StageContext, key: str, raw: bytes) -> str | None:
+    """Why the shard's bytes cannot be trusted, or None."""
+    if not ctx.store.exists(manifest_key(key)):
+        return "it has no manifest (its writer stopped before finishing)"
+    try:
+        manifest = Manifest.model_validate_json(ctx.store.get_bytes(manifest_key(key)))
+    except ValueError:
+        return "its manifest is unreadable"
+    expected = manifest.outputs.get(key.rsplit("/", 1)[-1])
+    if expected != hashlib.sha256(raw).hexdigest():
+        return "its sha256 differs from its manifest (truncated or altered)"
+    if manifest.prompt_hash != PROMPT_HASH:
+        raise ConflictError(
+            f"{ctx.store.uri_for(key)} was made with prompt {manifest.prompt_hash}, this code's prompt is "
+            f"{PROMPT_HASH}: use a new round/run id, or --force to redo the shard"
+        )
+    return None
+
+
+def shard_done(ctx: StageContext, key: str, force: bool) -> bool:
+    """Resume and retries redo only what is missing or untrustworthy; --force redoes everything."""
+    if force or not ctx.store.exists(key):
+        return False
+    problem = _problem(ctx, key, ctx.store.get_bytes(key))
+    if problem is None:
+        ctx.log.info("shard exists and matches its manifest, skipping", uri=ctx.store.uri_for(key))
+        return True
+    ctx.log.warning("redoing shard", uri=ctx.store.uri_for(key), reason=problem)
+    return False
+
+
+def read_shard(ctx: StageContext, key: str) -> bytes:
+    """The shard's bytes, verified against its manifest."""
+    raw = ctx.store.get_bytes(key)
+    if (problem := _problem(ctx, key, raw)) is not None:
+        raise IntegrityError(f"{ctx.store.uri_for(key)}: {problem}; rerun the stage that writes it")
+    return raw
