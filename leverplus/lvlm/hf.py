@@ -189,7 +189,7 @@ class HFLVLM:
 
     # ---- model calls --------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _generate(self, enc: Encoded) -> list[str]:
         inputs = enc.inputs
         if self.fast and self.generation.num_beams > 1:
@@ -207,7 +207,7 @@ class HFLVLM:
         cache.batch_repeat_interleave(self.generation.num_beams)
         return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "cache": cache}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _answer_prob(self, enc: Encoded) -> list[float]:
         span = max(enc.answer_lengths)
         logits = self.model(**enc.inputs, use_cache=False, logits_to_keep=span + 1).logits.float()

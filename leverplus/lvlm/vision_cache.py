@@ -62,7 +62,7 @@ class VisionCache:
                 self._features.popitem(last=False)
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _encode(self, records: Sequence[VQARecord]) -> dict[str, torch.Tensor]:
         pixels = self.image_processor(images=[self.load_image(r) for r in records], return_tensors="pt")
         grid = pixels["image_grid_thw"].to(self.model.device)
