@@ -29,7 +29,7 @@ from tests.conftest import WORLD_SETTINGS
 PLAN = {"rl.target_new_queries": 30, "rl.prior_acceptance_rate": 0.25, "rl.shard_size": 120}  # one 120-query shard
 
 
-def _score_process(root: Path, log: IO[str]) -> subprocess.Popen:
+def _score_process(root: Path, log: IO[str], extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")},
         "LEVERPLUS_LOG_FORMAT": "json",
@@ -41,6 +41,7 @@ def _score_process(root: Path, log: IO[str]) -> subprocess.Popen:
             for k, v in {**WORLD_SETTINGS, **PLAN}.items()
         }
     )
+    env.update(extra or {})
     return subprocess.Popen(
         [sys.executable, "-m", "leverplus", "score", "--round", "round-k", "--shard", "0"],
         stdout=subprocess.DEVNULL,
@@ -153,3 +154,43 @@ def test_s3_gone_for_good_fails_cleanly_after_the_retry_budget(s3_env, proxy: Fl
         store.put_bytes("never", b"x")
     direct = open_store(f"s3://{bucket}/store", StoreSettings(endpoint_url=s3_env.endpoint))
     assert direct.list() == []  # nothing half-written
+
+
+def test_s3_outage_in_the_middle_of_a_scoring_process(world, s3_env, proxy: FlakyProxy, tmp_path: Path) -> None:
+    """A real `leverplus score` process on an S3 store behind the proxy: the endpoint disappears for 4 s after the
+    process has read its inputs and started scoring, i.e. while it writes its shard. It retries with backoff and
+    finishes; its shard is byte-identical to one written with no outage."""
+    bucket = s3_env.new_bucket()
+    direct = open_store(f"s3://{bucket}/store", StoreSettings(endpoint_url=s3_env.endpoint))
+    for path in (world.root / "features").rglob("*.safetensors"):
+        direct.put_file(str(path.relative_to(world.root)), path)
+    data_root = str(world.root / "datasets" / "synthetic")
+    ctx = world("plan", **PLAN, **{"store.uri": f"s3://{bucket}/store", "data.root": data_root})
+    run_plan(ctx, "rl", plan_key("round-k"), "round-k")
+
+    log = tmp_path / "score.log"
+    extra = {
+        "LEVERPLUS_STORE__URI": f"s3://{bucket}/store",
+        "LEVERPLUS_DATA__ROOT": data_root,
+        "LEVERPLUS_STORE__ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+        "LEVERPLUS_STORE__MAX_ATTEMPTS": "10",
+        "LEVERPLUS_STORE__CONNECT_TIMEOUT_S": "1",
+    }
+    with log.open("w") as sink:
+        proc = _score_process(world.root, sink, extra)
+        deadline = time.monotonic() + 120
+        while '"progress"' not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.02)
+        proxy.down()
+        time.sleep(4.0)
+        assert proc.poll() is None, log.read_text()[-2000:]  # still retrying, not failed
+        proxy.up()
+        assert proc.wait(timeout=120) == 0, log.read_text()[-2000:]
+
+    shard = "rounds/round-k/shards/00000.jsonl"
+    local = world("score", **PLAN)
+    run_plan(world("plan", **PLAN), "rl", plan_key("round-k"), "round-k")
+    run_score(local, "round-k", 0, policy_uri=None)
+    assert direct.get_bytes(shard) == (world.root / shard).read_bytes()
+    assert direct.exists("rounds/round-k/shards/00000.manifest.json")

@@ -105,3 +105,30 @@ def test_a_shard_made_with_another_prompt_is_a_conflict_not_a_silent_mix(world) 
         run_score(world("score"), "round-r", 0, policy_uri=None)
     run_score(world("score"), "round-r", 0, policy_uri=None, force=True)  # --force redoes it
     assert json.loads(manifest.read_text())["prompt_hash"] == doc["prompt_hash"]
+
+
+def test_filter_dying_before_latest_moves_publishes_nothing_and_the_rerun_completes(world, monkeypatch) -> None:
+    from leverplus.store.local import LocalStore
+
+    _scored_round(world)
+    put = LocalStore.put_bytes
+
+    def dies_at_latest(self, key: str, data: bytes):
+        if key == f"{BALANCED}/latest":
+            raise KeyboardInterrupt  # the pod is evicted right before `latest` moves
+        return put(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "put_bytes", dies_at_latest)
+    with pytest.raises(KeyboardInterrupt):
+        run_filter(world("filter"), "round-r")
+    monkeypatch.setattr(LocalStore, "put_bytes", put)
+    assert (world.root / BALANCED / "v1.jsonl").exists()  # written, but not published
+    assert load_balanced(world("read")) == (0, [])  # readers still see the previous state
+    orphan = (world.root / BALANCED / "v1.jsonl").read_bytes()
+
+    stats = run_filter(world("filter"), "round-r")  # the retried pod
+    assert stats["version"] == "v1" and stats["added_queries"] > 0
+    version, groups = load_balanced(world("read"))
+    assert version == 1 and len(groups) == stats["added_queries"]
+    assert (world.root / BALANCED / "v1.jsonl").read_bytes() == orphan  # the same version, not a second one
+    assert not (world.root / LEASE).exists()  # the lease was released even when the filter died
