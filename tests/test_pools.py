@@ -55,3 +55,12 @@ def test_bad_requests_are_errors() -> None:
     with pytest.raises(ConfigError, match="question_id 7: 3 shots requested but its pool has only 2 distinct"):
         check_shots([1, 2, 2], 3, 7)
     check_shots([1, 2, 3], 3, 7)
+
+
+def test_an_empty_pool_is_an_error_wherever_it_comes_from(tmp_path, capsys) -> None:
+    from leverplus.cli import main
+
+    with pytest.raises(ConfigError, match="question_id 7: 1 shots requested but its pool has only 0 distinct items"):
+        check_shots([], 1, 7)  # e.g. a hand-edited plan
+    assert main(["config", "show", "--set", "pool.size=0"]) == 2  # and the setting cannot ask for one
+    assert "pool.size" in capsys.readouterr().err.strip().splitlines()[-1]
