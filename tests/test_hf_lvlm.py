@@ -249,3 +249,25 @@ def test_full_size_builder_is_the_3b_architecture() -> None:
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(3.75e9, rel=0.01)  # Qwen2.5-VL-3B
     assert model.config.text_config.num_hidden_layers == 36 and model.config.vision_config.depth == 32
     assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == model.config.image_token_id
+
+
+def test_scoring_with_the_hf_backend_records_answer_probs_for_hard_plus_prob(world, tiny_qwen: Path) -> None:
+    from leverplus.stages.layout import plan_key
+    from leverplus.stages.plan import run_plan
+    from leverplus.stages.score import run_score
+
+    settings = {
+        "lvlm.backend": "hf",
+        "lvlm.model": str(tiny_qwen),
+        "lvlm.num_beams": 1,
+        "rl.reward_mode": "hard_plus_prob",
+        "rl.target_new_queries": 2,
+        "rl.prior_acceptance_rate": 1.0,
+        "rl.candidates_per_query": 4,
+    }
+    run_plan(world("plan", **settings), "rl", plan_key("round-p"), "round-p")
+    run_score(world("score", **settings), "round-p", 0, policy_uri=None)
+    rows = (world.root / "rounds/round-p/shards/00000.jsonl").read_text().splitlines()
+    candidates = [c for row in rows for c in json.loads(row)["candidates"]]
+    assert len(candidates) == 8 and all(0 < c["answer_prob"] < 1 for c in candidates)
+    assert all(json.loads(row)["lvlm"] == f"hf:{tiny_qwen}" for row in rows)
