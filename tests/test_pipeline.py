@@ -114,6 +114,22 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     assert (store / "rl-data/balanced/latest").read_text() == "v2\n"
     assert "| run-0001 |" in (store / "runs/run-0002/report/report.md").read_text()
 
+    # The whole store verifies; a report file altered afterwards is found by `verify`, and a later report lists
+    # that run as failing verification instead of trusting (or crashing on) its numbers.
+    from leverplus.cli import main
+    from leverplus.config import load_settings
+    from leverplus.stages.context import StageContext
+    from leverplus.stages.report import run_report
+
+    assert main(["verify", "--store", str(store)]) == 0
+    metrics1 = store / "runs/run-0001/report/metrics.json"
+    metrics1.write_text(metrics1.read_text().replace('"queries":', '"queries": 1e9, "was":', 1))
+    assert main(["verify", "--store", str(store)]) == 2
+    settings = load_settings(store / "runs/run-0002/settings.yaml", {"store.uri": str(store)})
+    run_report(StageContext(settings, "report"), "run-0002")
+    report2 = (store / "runs/run-0002/report/report.md").read_text()
+    assert "| run-0001 |" not in report2 and "run-0001 (fails verification)" in report2
+
 
 TINY_HF = """\
 data: {synth_train: 150, synth_val: 30}

@@ -1,22 +1,24 @@
 """`leverplus report`: join the evaluation shards, score every system and shot count with 95 % bootstrap
 intervals, test the trained policy against the SFT policy on the same questions, and write
-runs/<run-id>/report/{report.md, report.html, *.png, metrics.json} plus predictions per system and shot."""
+runs/<run-id>/report/{report.md, report.html, *.png, metrics.json} plus predictions per system and shot, and last
+a manifest.json with every report file's sha256."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from typing import Any
 
 from leverplus import __version__
-from leverplus.errors import DataError
+from leverplus.errors import DataError, IntegrityError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.metrics import bootstrap_ci, paired_bootstrap
-from leverplus.records import EvalRecord
+from leverplus.records import EvalRecord, Manifest
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
 from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import RATIO_BINS
+from leverplus.stages.filter import RATIO_BINS, latest_version
 from leverplus.stages.layout import BALANCED, check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
@@ -74,14 +76,35 @@ def _versions(ctx: StageContext) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: int(r["version"][1:]))
 
 
+def read_report_file(ctx: StageContext, run_id: str, name: str) -> bytes:
+    """A file of a finished report, verified against the report's manifest."""
+    prefix = report_prefix(run_id)
+    manifest_key = f"{prefix}/manifest.json"
+    if not ctx.store.exists(manifest_key):
+        raise IntegrityError(f"{ctx.store.uri_for(manifest_key)} is missing: the report of {run_id} is incomplete")
+    expected = Manifest.model_validate_json(ctx.store.get_bytes(manifest_key)).outputs.get(name)
+    raw = ctx.store.get_bytes(f"{prefix}/{name}")
+    if expected != hashlib.sha256(raw).hexdigest():
+        raise IntegrityError(f"{ctx.store.uri_for(f'{prefix}/{name}')}: sha256 differs from the report's manifest")
+    return raw
+
+
 def _history(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool) -> tuple[list[dict], list[str]]:
+    """Earlier runs' policy accuracy. Runs whose report fails verification, or (unless allowed) used another
+    prompt, are listed as not compared rather than silently dropped or allowed to block this report."""
     rows, skipped = [], []
     for key in ctx.store.list("runs/"):
-        if not key.endswith("/report/metrics.json") or key.split("/")[1] == run_id:
+        other = key.split("/")[1]
+        if not key.endswith("/report/manifest.json") or other == run_id:
             continue
-        m = json.loads(ctx.store.get_bytes(key))
+        try:
+            m = json.loads(read_report_file(ctx, other, "metrics.json"))
+        except IntegrityError as exc:
+            ctx.log.warning("earlier report fails verification, not compared", run=other, error=str(exc))
+            skipped.append(f"{other} (fails verification)")
+            continue
         if m.get("prompt_hash") != PROMPT_HASH and not allow_prompt_mismatch:
-            skipped.append(m["run_id"])
+            skipped.append(f"{m['run_id']} (different prompt hash)")
             continue
         rows.append(
             {
@@ -153,11 +176,9 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
     versions = _versions(ctx)
     scored_hist = _scored_histogram(ctx)
     doc = _document(ctx, metrics, versions, history, skipped, with_histogram=bool(scored_hist))
-    ctx.store.put_bytes(f"{prefix}/accuracy_vs_shots.png", accuracy_vs_shots(metrics["eval"]))
+    files = {"accuracy_vs_shots.png": accuracy_vs_shots(metrics["eval"])}
     if scored_hist:
-        ctx.store.put_bytes(
-            f"{prefix}/positive_ratio.png", ratio_histogram(scored_hist, (s.rl.min_pos_ratio, s.rl.max_pos_ratio))
-        )
+        files["positive_ratio.png"] = ratio_histogram(scored_hist, (s.rl.min_pos_ratio, s.rl.max_pos_ratio))
     runs = [
         *({"run_id": h["run_id"], "queries": h["queries"], "shot1": h["shots"].get("1", 0)} for h in history),
         {
@@ -166,10 +187,13 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
             "shot1": eval_metrics.get("policy", {}).get("1", {}).get("accuracy", 0),
         },
     ]
-    ctx.store.put_bytes(f"{prefix}/history.png", history_plot(runs))
-    ctx.store.put_bytes(f"{prefix}/report.md", doc.markdown().encode())
-    ctx.store.put_bytes(f"{prefix}/report.html", doc.html().encode())
-    ctx.put_json(f"{prefix}/metrics.json", metrics)  # last: a report with metrics.json is complete
+    files["history.png"] = history_plot(runs)
+    files |= {"report.md": doc.markdown().encode(), "report.html": doc.html().encode()}
+    outputs = {name: ctx.store.put_bytes(f"{prefix}/{name}", data).sha256 for name, data in files.items()}
+    outputs["metrics.json"] = ctx.put_json(f"{prefix}/metrics.json", metrics)
+    inputs = {"eval": ctx.store.uri_for(eval_prefix(run_id)), "balanced": f"v{latest_version(ctx)}"}
+    # Last: a report with a manifest is complete, and every file in it can be checked against it.
+    ctx.put_json(f"{prefix}/manifest.json", ctx.manifest("report", inputs=inputs, outputs=outputs))
     ctx.log.info("report written", uri=ctx.store.uri_for(f"{prefix}/report.md"))
     return ctx.store.uri_for(f"{prefix}/report.md")
 
@@ -287,7 +311,7 @@ def _document(
     else:
         doc.add(Paragraph("No earlier runs with the same prompt hash."))
     if skipped:
-        doc.add(Paragraph(f"Not compared (different prompt hash): {', '.join(skipped)}."))
+        doc.add(Paragraph(f"Not compared: {', '.join(skipped)}."))
     doc.add(Image("history.png", "balanced-set size and accuracy across runs"))
     doc.add(
         Heading("Provenance"),

@@ -4,6 +4,7 @@ balanced set  every version parses, matches the sha256 in its manifest and holds
               `latest` names a version that exists
 shards        every shard (rounds, SFT data, eval) matches its own manifest and, for a filtered round, the sha256
               its round's manifest recorded; round shards parse as candidate groups
+reports       every file of a finished report matches the sha256 in the report's manifest
 checkpoints   every checkpoint loads strictly and matches the sha256 in its config
 features      every feature file loads
 """
@@ -18,9 +19,11 @@ from collections.abc import Callable
 from leverplus.errors import IntegrityError, LeverPlusError
 from leverplus.features import FeatureTable
 from leverplus.policy import load_policy
+from leverplus.records import Manifest
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import latest_version, load_balanced, parse_groups
 from leverplus.stages.layout import BALANCED
+from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
 
 __all__ = ["run_verify"]
@@ -81,6 +84,11 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
 
     _balanced(ctx, keys, check)
     _shards(ctx, keys, check)
+    for key in (k for k in keys if k.endswith("/report/manifest.json")):
+        run_id = key.split("/")[1]
+        names = Manifest.model_validate_json(ctx.store.get_bytes(key)).outputs
+        for name in names:
+            check(f"report {run_id}/{name}", lambda r=run_id, n=name: read_report_file(ctx, r, n))
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
         prefix = key.removesuffix("/config.json")
         check(prefix, lambda p=prefix: load_policy(ctx.checkpoint_store(p)))
