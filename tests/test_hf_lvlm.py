@@ -271,3 +271,15 @@ def test_scoring_with_the_hf_backend_records_answer_probs_for_hard_plus_prob(wor
     candidates = [c for row in rows for c in json.loads(row)["candidates"]]
     assert len(candidates) == 8 and all(0 < c["answer_prob"] < 1 for c in candidates)
     assert all(json.loads(row)["lvlm"] == f"hf:{tiny_qwen}" for row in rows)
+
+
+def test_the_processor_path_for_other_models_agrees_with_the_fast_path(tiny_qwen: Path, train) -> None:
+    """Models outside FAST_MODEL_TYPES go through the processor, batched and left-padded: same answers and
+    probabilities as the fast path on the same model."""
+    fast = _lvlm(tiny_qwen, train, num_beams=1, batch_size=5)
+    plain = _lvlm(tiny_qwen, train, num_beams=1, batch_size=5)
+    plain.fast = False
+    requests = _requests(train, 10)
+    assert [r.prediction for r in plain.answer(requests)] == [r.prediction for r in fast.answer(requests)]
+    assert plain.answer_prob(requests) == pytest.approx(fast.answer_prob(requests), rel=1e-4)
+    assert plain.vision.encoded == 0  # nothing cached on this path

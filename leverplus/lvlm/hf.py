@@ -1,5 +1,5 @@
-"""The transformers backend (`lvlm.backend: hf`): any image-text-to-text model with its processor; Qwen2.5-VL
-(and other Qwen2-VL-family models) get the fast path.
+"""The transformers backend (`lvlm.backend: hf`): any image-text-to-text model with its processor; Qwen2-VL and
+Qwen2.5-VL get the fast path.
 
 Prompts come from the one prompt builder through the model's chat template. Generation is greedy or beam search
 (`lvlm.num_beams`, length_penalty 0 as in the lab) for `lvlm.max_new_tokens` tokens, left-padded, then cut by
@@ -44,6 +44,10 @@ from leverplus.lvlm.vision_cache import VisionCache
 __all__ = ["HFLVLM"]
 
 ImageLoader = Callable[[VQARecord], Image.Image]
+# Models whose vision output is exactly `pooler_output` per image and whose prompts expand one placeholder per
+# merged patch: the fast path is checked against the naive one for these. Others (Qwen3-VL adds deepstack
+# features, LLaVA-style models differ) use the processor path, batched but uncached.
+FAST_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 
 
 @dataclass
@@ -66,7 +70,7 @@ class HFLVLM:
         self.image_token: str = processor.image_token
         self.image_token_id: int = self.tokenizer.convert_tokens_to_ids(self.image_token)
         processor.image_processor.size = {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
-        self.fast = hasattr(processor.image_processor, "merge_size") and model._supports_mm_encoder_outputs()
+        self.fast = model.config.model_type in FAST_MODEL_TYPES
         self.vision = VisionCache(model, processor.image_processor, load_image, settings.vision_cache_images)
         self.generation = self._generation_config()
 
