@@ -29,7 +29,12 @@ def run_features(ctx: StageContext, force: bool = False) -> list[str]:
             data = ctx.split(split)
             settings = ctx.settings.features.model_copy(update={"encoder": encoder})
             with progress(len({r.image_id for r in data}), f"{encoder} features {split}") as update:
-                table = compute_features(data, settings, torch_device(ctx.settings.run.device), progress=update)
+                table = compute_features(data, settings, _device(ctx, encoder), progress=update)
             written.append(table.save(ctx.store))
             ctx.log.info("features written", uri=written[-1], questions=len(table.question_ids), dim=table.dim)
     return written
+
+
+def _device(ctx: StageContext, encoder: str) -> str:
+    """Only CLIP runs on a device; the `simple` encoder is numpy and need not import torch."""
+    return torch_device(ctx.settings.run.device) if encoder == "clip" else "cpu"
