@@ -84,10 +84,23 @@ def test_cached_ids_equal_the_processors_and_the_span_is_the_answer(tiny_qwen: P
             assert torch.equal(ours["image_grid_thw"], plain["image_grid_thw"])
         enc = lvlm._processor_batch([request], with_answer=True)
         (length,) = enc.answer_lengths
+        assert length > 0
         span = enc.inputs["input_ids"][0, -length:]
         assert lvlm.tokenizer.decode(span) == request.query.multiple_choice_answer  # exactly the answer's tokens
         prompt = lvlm.tokenizer.decode(enc.inputs["input_ids"][0, :-length])
         assert prompt.endswith("<|im_start|>assistant\n")  # nothing between the generation prompt and the answer
+
+
+def test_a_padded_batch_has_the_processors_ids_and_mask(tiny_qwen: Path, train) -> None:
+    lvlm = _lvlm(tiny_qwen, train)
+    requests = _requests(train, 4)  # 0 to 3 shots: very different lengths, so most rows are left-padded
+    for with_answer in (False, True):
+        ours = lvlm._cached_batch(requests, with_answer)
+        plain = lvlm._processor_batch(requests, with_answer)
+        assert (ours.inputs["attention_mask"] == 0).any()
+        for name in ("input_ids", "attention_mask"):
+            assert torch.equal(ours.inputs[name], plain.inputs[name])
+        assert ours.answer_lengths == plain.answer_lengths
 
 
 def test_answer_prob_is_the_teacher_forced_probability_of_the_answer(tiny_qwen: Path, train) -> None:
