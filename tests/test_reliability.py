@@ -62,7 +62,7 @@ def test_verify_finds_truncated_versions_and_altered_shards(world, capsys: pytes
     shard.write_text("\n".join(lines[1:]) + "\n")  # a whole group silently dropped: still parses
     _, problems = run_verify(world("verify"))
     assert any("v1.jsonl: sha256 differs" in p for p in problems)
-    assert any("rounds/round-r/shards/00000.jsonl: its sha256 differs from its manifest" in p for p in problems)
+    assert any("rounds/round-r/shards/00000.jsonl: sha256 differs from its manifest" in p for p in problems)
 
     assert main(["verify", "--store", str(world.root)]) == 2
     out = capsys.readouterr()
@@ -91,7 +91,7 @@ def test_resume_redoes_shards_that_do_not_match_their_manifest(world) -> None:
 
     # Readers refuse what they cannot verify, naming the object.
     shard.write_bytes(good.replace(b'"correct":true', b'"correct":false', 1))
-    with pytest.raises(IntegrityError, match=r"shards/00000\.jsonl: its sha256 differs from its manifest"):
+    with pytest.raises(IntegrityError, match=r"shards/00000\.jsonl: sha256 differs from its manifest"):
         run_filter(world("filter"), "round-r")
     assert not (world.root / BALANCED / "latest").exists()  # nothing published from tampered data
 

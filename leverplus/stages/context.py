@@ -5,6 +5,7 @@ The store layout is in leverplus.stages.layout.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from leverplus import __version__
 from leverplus.config import Settings, settings_hash
 from leverplus.data import VQASplit, load_split
-from leverplus.errors import ConfigError, DataError
+from leverplus.errors import ConfigError, DataError, IntegrityError
 from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
@@ -76,6 +77,20 @@ class StageContext:
             return Plan.model_validate_json(self.store.get_bytes(key))
         except ValueError as exc:
             raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({str(exc).splitlines()[0]})") from exc
+
+    def read_verified(self, key: str, manifest_key: str) -> tuple[bytes, Manifest]:
+        """An object's bytes checked against the sha256 its manifest records under the object's file name; a
+        missing manifest or a truncated or altered object is an IntegrityError naming it."""
+        if not self.store.exists(manifest_key):
+            raise IntegrityError(f"{self.store.uri_for(key)} has no manifest ({manifest_key} is missing)")
+        try:
+            manifest = Manifest.model_validate_json(self.store.get_bytes(manifest_key))
+        except ValueError as exc:
+            raise IntegrityError(f"{self.store.uri_for(manifest_key)}: not a readable manifest") from exc
+        raw = self.store.get_bytes(key)
+        if manifest.outputs.get(key.rsplit("/", 1)[-1]) != hashlib.sha256(raw).hexdigest():
+            raise IntegrityError(f"{self.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
+        return raw, manifest
 
     def plan_shard(self, plan_key: str, shard: int) -> tuple[Plan, list[PlannedQuery]]:
         """The plan and the queries of one of its shards; a shard id the plan does not have is an error."""

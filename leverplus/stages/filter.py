@@ -21,7 +21,7 @@ from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, ro
 from leverplus.stages.shards import read_shard
 from leverplus.store.lease import lease
 
-__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "parse_groups", "read_groups", "run_filter"]
+__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "parse_groups", "run_filter"]
 
 
 RATIO_BINS = 21  # bars centred on 0, 0.05, ..., 1: each ratio of 20 candidates has its own bar
@@ -45,14 +45,6 @@ def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
     return groups
 
 
-def read_groups(ctx: StageContext, key: str, expected_sha256: str | None = None) -> list[CandidateGroup]:
-    """Candidate groups of a JSONL object; with expected_sha256, a truncated or altered object is an error."""
-    raw = ctx.store.get_bytes(key)
-    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
-        raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
-    return parse_groups(raw, ctx.store.uri_for(key))
-
-
 def latest_version(ctx: StageContext) -> int:
     if not ctx.store.exists(f"{BALANCED}/latest"):
         return 0
@@ -67,11 +59,9 @@ def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, l
     version = latest_version(ctx) if version is None else version
     if version == 0:
         return 0, []
-    manifest_key = f"{BALANCED}/v{version}.manifest.json"
-    if not ctx.store.exists(manifest_key):
-        raise IntegrityError(f"{ctx.store.uri_for(manifest_key)} is missing: v{version} cannot be verified")
-    expected = json.loads(ctx.store.get_bytes(manifest_key))["outputs"][f"v{version}.jsonl"]
-    return version, read_groups(ctx, f"{BALANCED}/v{version}.jsonl", expected)
+    key = f"{BALANCED}/v{version}.jsonl"
+    raw, _ = ctx.read_verified(key, f"{BALANCED}/v{version}.manifest.json")
+    return version, parse_groups(raw, ctx.store.uri_for(key))
 
 
 def _stats(groups: list[CandidateGroup]) -> dict:

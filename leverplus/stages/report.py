@@ -5,7 +5,6 @@ a manifest.json with every report file's sha256."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from typing import Any
@@ -14,7 +13,7 @@ from leverplus import __version__
 from leverplus.errors import DataError, IntegrityError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.metrics import bootstrap_ci, paired_bootstrap
-from leverplus.records import EvalRecord, Manifest
+from leverplus.records import EvalRecord
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
 from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram
 from leverplus.stages.context import StageContext
@@ -79,14 +78,7 @@ def _versions(ctx: StageContext) -> list[dict[str, Any]]:
 def read_report_file(ctx: StageContext, run_id: str, name: str) -> bytes:
     """A file of a finished report, verified against the report's manifest."""
     prefix = report_prefix(run_id)
-    manifest_key = f"{prefix}/manifest.json"
-    if not ctx.store.exists(manifest_key):
-        raise IntegrityError(f"{ctx.store.uri_for(manifest_key)} is missing: the report of {run_id} is incomplete")
-    expected = Manifest.model_validate_json(ctx.store.get_bytes(manifest_key)).outputs.get(name)
-    raw = ctx.store.get_bytes(f"{prefix}/{name}")
-    if expected != hashlib.sha256(raw).hexdigest():
-        raise IntegrityError(f"{ctx.store.uri_for(f'{prefix}/{name}')}: sha256 differs from the report's manifest")
-    return raw
+    return ctx.read_verified(f"{prefix}/{name}", f"{prefix}/manifest.json")[0]
 
 
 def _history(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool) -> tuple[list[dict], list[str]]:

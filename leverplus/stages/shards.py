@@ -12,12 +12,10 @@ Readers (filter, training, report, verify) read shards through `read_shard`, whi
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from leverplus.errors import ConflictError, IntegrityError
 from leverplus.lvlm.prompt import PROMPT_HASH
-from leverplus.records import Manifest
 from leverplus.stages.context import StageContext
 
 __all__ = ["manifest_key", "read_shard", "shard_done", "write_shard"]
@@ -35,40 +33,25 @@ def write_shard(ctx: StageContext, key: str, rows: list[Any]) -> str:
     return ctx.store.uri_for(key)
 
 
-def _problem(ctx: StageContext, key: str, raw: bytes) -> str | None:
-    """Why the shard's bytes cannot be trusted, or None."""
-    if not ctx.store.exists(manifest_key(key)):
-        return "it has no manifest (its writer stopped before finishing)"
-    try:
-        manifest = Manifest.model_validate_json(ctx.store.get_bytes(manifest_key(key)))
-    except ValueError:
-        return "its manifest is unreadable"
-    expected = manifest.outputs.get(key.rsplit("/", 1)[-1])
-    if expected != hashlib.sha256(raw).hexdigest():
-        return "its sha256 differs from its manifest (truncated or altered)"
+def read_shard(ctx: StageContext, key: str) -> bytes:
+    """The shard's bytes, verified against its manifest; one made with another prompt is a conflict."""
+    raw, manifest = ctx.read_verified(key, manifest_key(key))
     if manifest.prompt_hash != PROMPT_HASH:
         raise ConflictError(
             f"{ctx.store.uri_for(key)} was made with prompt {manifest.prompt_hash}, this code's prompt is "
             f"{PROMPT_HASH}: use a new round/run id, or --force to redo the shard"
         )
-    return None
+    return raw
 
 
 def shard_done(ctx: StageContext, key: str, force: bool) -> bool:
     """Resume and retries redo only what is missing or untrustworthy; --force redoes everything."""
     if force or not ctx.store.exists(key):
         return False
-    problem = _problem(ctx, key, ctx.store.get_bytes(key))
-    if problem is None:
-        ctx.log.info("shard exists and matches its manifest, skipping", uri=ctx.store.uri_for(key))
-        return True
-    ctx.log.warning("redoing shard", uri=ctx.store.uri_for(key), reason=problem)
-    return False
-
-
-def read_shard(ctx: StageContext, key: str) -> bytes:
-    """The shard's bytes, verified against its manifest."""
-    raw = ctx.store.get_bytes(key)
-    if (problem := _problem(ctx, key, raw)) is not None:
-        raise IntegrityError(f"{ctx.store.uri_for(key)}: {problem}; rerun the stage that writes it")
-    return raw
+    try:
+        read_shard(ctx, key)
+    except IntegrityError as exc:
+        ctx.log.warning("redoing shard", uri=ctx.store.uri_for(key), reason=str(exc))
+        return False
+    ctx.log.info("shard exists and matches its manifest, skipping", uri=ctx.store.uri_for(key))
+    return True
