@@ -1,6 +1,7 @@
 """`leverplus score`: one shard of a round. For each query: distinct candidate ICD sequences (sampled from the
 policy, mixed with uniform random ones) -> LVLM answers -> candidate records -> the shard's JSONL, written once,
-atomically. A shard whose output exists is skipped, so a retried or resumed round redoes only missing shards."""
+atomically, then its manifest. A shard that matches its manifest is skipped, so a retried or resumed round redoes
+only missing or damaged shards (stages/shards.py)."""
 
 from __future__ import annotations
 
