@@ -160,14 +160,14 @@ def _timed(fn: Callable[[], T]) -> tuple[float, T]:
 def _flop_report(lvlm: HFLVLM, batches: list[list[Request]], seconds: float, peak_tflops: float | None) -> None:
     name = torch.cuda.get_device_name()
     peak = peak_tflops * 1e12 if peak_tflops else next((v for k, v in PEAK_BF16.items() if k in name), None)
-    text_tokens, flops = 0, 0.0
+    text_tokens, flops, prompt_flops = 0, 0.0, flop_counter(lvlm.model)
     for batch in batches:
         enc = lvlm._cached_batch(batch, with_answer=False)
         for row, request in enumerate(batch):
             tokens = int(enc.inputs["attention_mask"][row].sum())
             grids = [lvlm.vision.grid(r) for r in (*request.icds, request.query)]
             text_tokens += tokens
-            flops += prompt_flops(lvlm.model, tokens, grids)
+            flops += prompt_flops(tokens, grids)
     n = sum(map(len, batches))
     print(
         f"prefill {text_tokens / seconds:,.0f} tokens/s  ({text_tokens / n:.0f} tokens per prompt)  "
@@ -183,20 +183,25 @@ def _flop_report(lvlm: HFLVLM, batches: list[list[Request]], seconds: float, pea
     )
 
 
-def prompt_flops(model: torch.nn.Module, tokens: int, grids: list[tuple[int, int, int]]) -> float:
-    """Forward FLOPs of one prompt's prefill: 2 per parameter per token/patch plus attention scores and mixing
-    (causal in the LLM; windowed except in the full-attention blocks of the vision tower)."""
+def flop_counter(model: torch.nn.Module) -> Callable[[int, list[tuple[int, int, int]]], float]:
+    """Forward FLOPs of one prompt's prefill, as a function of its token count and image grids: 2 per parameter
+    per token/patch plus attention scores and mixing (causal in the LLM; windowed except in the full-attention
+    blocks of the vision tower). Parameters are counted once, here, not once per prompt."""
     text, vision = model.config.text_config, model.config.vision_config
     llm_params = sum(p.numel() for n, p in model.model.language_model.named_parameters() if "embed" not in n)
     vis_params = sum(p.numel() for p in model.model.visual.parameters())
-    flops = 2.0 * llm_params * tokens + 2.0 * text.num_hidden_layers * tokens**2 * text.hidden_size
     window = (vision.window_size // vision.patch_size) ** 2
     full = len(vision.fullatt_block_indexes)
-    for t, h, w in grids:
-        patches = t * h * w
-        attended = full * patches + (vision.depth - full) * min(window, patches)
-        flops += 2.0 * vis_params * patches + 4.0 * vision.hidden_size * patches * attended
-    return flops
+
+    def prompt_flops(tokens: int, grids: list[tuple[int, int, int]]) -> float:
+        flops = 2.0 * llm_params * tokens + 2.0 * text.num_hidden_layers * tokens**2 * text.hidden_size
+        for t, h, w in grids:
+            patches = t * h * w
+            attended = full * patches + (vision.depth - full) * min(window, patches)
+            flops += 2.0 * vis_params * patches + 4.0 * vision.hidden_size * patches * attended
+        return flops
+
+    return prompt_flops
 
 
 if __name__ == "__main__":

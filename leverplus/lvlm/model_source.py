@@ -65,7 +65,7 @@ def sync_prefix(uri: str, cache_dir: Path, settings: StoreSettings | None = None
                     shutil.copyfileobj(src, out, 1 << 20)
                 sizes[key] = dest.stat().st_size
             (staging / _COMPLETE).write_text(json.dumps({"uri": uri, "sizes": sizes}, sort_keys=True))
-            if target.exists():  # a folder left by a killed download, without its marker
+            if target.exists():  # not one of ours (ours arrive with their marker): it would block the rename
                 shutil.rmtree(target)
             os.rename(staging, target)
         finally:
