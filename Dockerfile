@@ -18,9 +18,12 @@ WORKDIR /opt/leverplus
 # Dependency layers: rebuilt only when pyproject.toml changes, not on every source edit.
 # PyPI's torch wheel for linux/x86_64 is the CUDA build.
 RUN pip install torch==2.14.1 torchvision==0.29.1
-COPY pyproject.toml README.md ./
+# README.md is a placeholder here so that a README edit does not invalidate this layer.
+COPY pyproject.toml ./
+RUN touch README.md
 RUN mkdir leverplus && touch leverplus/__init__.py && pip install . && pip uninstall -y leverplus && rm -rf leverplus
 
+COPY README.md ./
 COPY leverplus ./leverplus
 RUN pip install --no-deps . && leverplus --help > /dev/null
 

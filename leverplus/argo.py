@@ -1,13 +1,18 @@
 """Compile the pipeline DAGs (leverplus.pipeline) into Argo Workflows with Hera.
 
-The same Step list that the local runner executes becomes one container template per step — the image's
-ENTRYPOINT is `leverplus`, so a template's args are exactly the step's command line — and one DAG task per step.
+The same Step list that the local runner executes becomes one container template per step — `command:
+[leverplus]` and the step's command line as `args` — and one DAG task per step. The command is always spelled out:
+without it Argo's emissary executor asks the image's registry for the ENTRYPOINT, and an image loaded with `kind
+load` or `minikube image load` is in no registry, so every pod would fail.
 Fan-out steps run `withParam` over the JSON list of shard ids their plan step prints; conditional steps carry a
 `when` on the step they wait for. Data lives in the store: Argo passes only shard ids and workflow names.
 
 Cluster choices are arguments here, never inside stage code: the image, the service account, the S3 secret, GPU
-scheduling (a podSpecPatch parameter: pass '{}' to run on a CPU-only cluster such as kind), retries, parallelism,
-pod GC, TTL and the deadline. The run id and the round id are the workflow's name (unique per submission).
+scheduling (a podSpecPatch parameter: pass '{}' to run on a CPU-only cluster such as kind) and the GPU steps'
+resources (parameters), retries, parallelism, pod GC, TTL and the deadline. Settings (store, data, models) reach
+every step only through the `leverplus-settings` ConfigMap (envFrom): a workflow parameter passed as `env` would
+silently beat the ConfigMap's value of the same key, so there is exactly one place to set each. The run id and the
+round id are the workflow's name (unique per submission).
 """
 
 from __future__ import annotations
@@ -20,28 +25,34 @@ from typing import Any
 from leverplus import __version__
 from leverplus.pipeline import PIPELINES, Pipeline, Step
 
-__all__ = ["GPU_POD_PATCH", "ArgoOptions", "build_cron", "build_workflow", "generated_files", "render_all"]
+__all__ = [
+    "GPU_POD_PATCH",
+    "ArgoOptions",
+    "build_cron",
+    "build_workflow",
+    "generated_files",
+    "gpu_pod_patch",
+    "render_all",
+]
 
-# Added to GPU steps' pods unless the gpu-pod-patch parameter is overridden ('{}' on a CPU-only cluster).
-GPU_POD_PATCH = json.dumps(
-    {
-        "containers": [
-            {"name": "main", "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}
-        ],
+
+def gpu_pod_patch(cpu: str = "8", memory: str = "48Gi", storage: str = "40Gi", gpus: int = 1) -> str:
+    """The default podSpecPatch of GPU steps: one GPU, a toleration for GPU taints, realistic CPU, and memory and
+    ephemeral storage with request = limit (a pod over its request is the first one the kubelet evicts, and a 3B
+    model's sync needs real disk). Resources are set here, not in the container, because Argo parses a container's
+    resources as Kubernetes quantities and a `{{parameter}}` is none; a podSpecPatch is substituted first. No
+    nodeSelector: `nvidia.com/gpu.present` exists only with GPU Feature Discovery; the GPU request alone places the
+    pod. Pass '{}' on a CPU-only cluster (kind): GPU steps then get the CPU steps' resources."""
+    sized = {"memory": memory, "ephemeral-storage": storage, "nvidia.com/gpu": str(gpus)}
+    resources = {"requests": {"cpu": cpu, **sized}, "limits": sized}
+    patch = {
+        "containers": [{"name": "main", "resources": resources}],
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-    },
-    separators=(",", ":"),
-)
-# Workflow parameter -> setting it feeds (as LEVERPLUS_* env, the settings model's own mechanism).
-SETTING_PARAMETERS = {
-    "store-uri": ("LEVERPLUS_STORE__URI", "s3://leverplus"),
-    "s3-endpoint": ("LEVERPLUS_STORE__ENDPOINT_URL", "http://minio:9000"),
-    "data-name": ("LEVERPLUS_DATA__NAME", "vqav2"),
-    "lvlm-backend": ("LEVERPLUS_LVLM__BACKEND", "hf"),
-    "lvlm-model": ("LEVERPLUS_LVLM__MODEL", "Qwen/Qwen2.5-VL-3B-Instruct"),
-    "features-encoder": ("LEVERPLUS_FEATURES__ENCODER", "clip"),
-}
+    }
+    return json.dumps(patch, separators=(",", ":"))
+
+
+GPU_POD_PATCH = gpu_pod_patch()
 # What a pipeline's {placeholders} become in Argo.
 PLACEHOLDERS = {
     "run_id": "{{workflow.name}}",
@@ -56,14 +67,15 @@ class ArgoOptions:
     image: str = f"leverplus:{__version__}"
     service_account: str = "leverplus-workflow"
     s3_secret: str = "leverplus-s3"  # keys: access-key-id, secret-access-key
-    settings_config_map: str = "leverplus-settings"  # optional: LEVERPLUS_* keys for every step
-    artifact_repository: str = "artifact-repositories"
+    settings_config_map: str = "leverplus-settings"  # LEVERPLUS_* keys for every step: the one place for settings
     parallelism: int = 8  # pods at once per workflow
-    shard_retries: int = 3
+    retries: int = 3  # every step: each one is idempotent against its own outputs
     deadline_hours: int = 48
     ttl_days: int = 7
-    cpu_request: str = "1"
-    memory_request: str = "4Gi"
+    cpu_request: str = "1"  # CPU steps (plan, filter, rce, grpo, report): the selector is small
+    memory: str = "4Gi"  # request = limit
+    ephemeral_storage: str = "2Gi"  # request = limit
+    run_as_user: int = 10001  # the Dockerfile's non-root user
     labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "leverplus"})
 
 
@@ -71,17 +83,20 @@ def _env(opts: ArgoOptions) -> list[Any]:
     from hera.workflows import models as m
 
     env = [
-        m.EnvVar(name=var, value=f"{{{{workflow.parameters.{param}}}}}")
-        for param, (var, _) in SETTING_PARAMETERS.items()
+        m.EnvVar(name=var, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=opts.s3_secret, key=key)))
+        for var, key in (("AWS_ACCESS_KEY_ID", "access-key-id"), ("AWS_SECRET_ACCESS_KEY", "secret-access-key"))
     ]
-    for var, key in (("AWS_ACCESS_KEY_ID", "access-key-id"), ("AWS_SECRET_ACCESS_KEY", "secret-access-key")):
-        env.append(
-            m.EnvVar(
-                name=var, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=opts.s3_secret, key=key))
-            )
-        )
     env.append(m.EnvVar(name="LEVERPLUS_LOG_FORMAT", value="json"))
     return env
+
+
+def _resources(cpu: str, memory: str, storage: str) -> Any:
+    from hera.workflows import models as m
+
+    return m.ResourceRequirements(
+        requests={"cpu": cpu, "memory": memory, "ephemeral-storage": storage},
+        limits={"memory": memory, "ephemeral-storage": storage},
+    )
 
 
 def _container(step: Step, opts: ArgoOptions) -> Any:
@@ -92,18 +107,17 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
     return Container(
         name=step.name,
         image="{{workflow.parameters.image}}",
+        command=["leverplus"],
         args=step.render(PLACEHOLDERS, item=PLACEHOLDERS["item"]),
         inputs=[Parameter(name="shard")] if shard_step else None,
         pod_spec_patch="{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None,
-        # Retry the shard, not the DAG (a DAG retry would re-run every item); prefer another node after a failure.
+        # Retry the step, not the DAG (a DAG retry would re-run every item). No node anti-affinity: Argo turns it
+        # into a *required* "not this node" rule, and on a one-node cluster the retry would never schedule.
         retry_strategy=RetryStrategy(
-            limit=str(opts.shard_retries),
+            limit=str(opts.retries),
             retry_policy="Always",
             backoff=m.Backoff(duration="30s", factor="2", max_duration="30m"),
-            affinity=m.RetryAffinity(node_anti_affinity=m.RetryNodeAntiAffinity()),
-        )
-        if shard_step
-        else None,
+        ),
     )
 
 
@@ -113,7 +127,6 @@ def _arguments(pipeline: Pipeline) -> list[Any]:
     params = []
     if "sft_checkpoint" in pipeline.params:
         params.append(Parameter(name="sft-checkpoint", description=pipeline.params["sft_checkpoint"]))
-    params += [Parameter(name=name, value=default) for name, (_, default) in SETTING_PARAMETERS.items()]
     params.append(
         Parameter(
             name="gpu-pod-patch",
@@ -124,28 +137,48 @@ def _arguments(pipeline: Pipeline) -> list[Any]:
     return params
 
 
+def _security(opts: ArgoOptions) -> tuple[Any, Any]:
+    """Pod and container security contexts that Pod Security "restricted" admits."""
+    from hera.workflows import models as m
+
+    pod = m.PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=opts.run_as_user,
+        run_as_group=opts.run_as_user,
+        fs_group=opts.run_as_user,
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+    container = m.SecurityContext(
+        allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"]), run_as_non_root=True
+    )
+    return pod, container
+
+
 def _spec_options(opts: ArgoOptions) -> dict[str, Any]:
     from hera.workflows import models as m
 
-    # Every step's container gets the settings env, the S3 credentials and resource requests from here.
+    pod_security, container_security = _security(opts)
+    # Every step's container gets the settings ConfigMap, the S3 credentials and CPU-step resources from here.
     defaults = m.Template(
         container=m.Container(
+            name="main",  # Argo v3.6's full CRDs require it
             image="{{workflow.parameters.image}}",
             env=_env(opts),
-            env_from=[
-                m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name=opts.settings_config_map, optional=True))
-            ],
-            resources=m.ResourceRequirements(requests={"cpu": opts.cpu_request, "memory": opts.memory_request}),
+            env_from=[m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name=opts.settings_config_map))],
+            resources=_resources(opts.cpu_request, opts.memory, opts.ephemeral_storage),
+            security_context=container_security,
         )
     )
     return {
         "template_defaults": defaults,
         "service_account_name": opts.service_account,
+        "security_context": pod_security,
+        # Services in the namespace would inject LEVERPLUS_*_SERVICE_HOST-style variables into every pod.
+        "pod_spec_patch": json.dumps({"enableServiceLinks": False}, separators=(",", ":")),
         "parallelism": opts.parallelism,
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=opts.ttl_days * 86400),
         "active_deadline_seconds": opts.deadline_hours * 3600,
-        "artifact_repository_ref": m.ArtifactRepositoryRef(config_map=opts.artifact_repository),
         "labels": opts.labels,
     }
 

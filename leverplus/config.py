@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +37,12 @@ __all__ = [
 ENV_PREFIX = "LEVERPLUS_"
 # Environment variables read outside the settings model (before it can be loaded).
 _NON_SETTINGS_ENV = {"LEVERPLUS_LOG_FORMAT", "LEVERPLUS_LOG_LEVEL", "LEVERPLUS_CONFIG"}
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_9000_TCP_ADDR... for every Service in the namespace
+# (unless enableServiceLinks is false): a Service named leverplus-minio must not break the strict settings check.
+# Settings always carry "__"; service links never do.
+_SERVICE_LINK = re.compile(
+    r"^[A-Z0-9_]+?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$"
+)
 
 RewardMode = Literal["hard", "soft", "hard_plus_soft", "hard_plus_prob"]
 REWARD_MODES: tuple[str, ...] = RewardMode.__args__  # type: ignore[attr-defined]
@@ -302,6 +309,8 @@ def _check_env() -> None:
     groups = set(Settings.model_fields)
     for name in os.environ:
         if not name.startswith(ENV_PREFIX) or name in _NON_SETTINGS_ENV:
+            continue
+        if "__" not in name and _SERVICE_LINK.match(name):
             continue
         group = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if group not in groups:

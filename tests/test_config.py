@@ -89,3 +89,22 @@ def test_secrets_are_masked_and_do_not_change_the_hash(monkeypatch: pytest.Monke
     assert "s3cr3t-value" not in repr(secret)
     assert settings_hash(secret) == settings_hash(plain)
     assert settings_hash(load_settings(overrides={"pool.size": 8})) != settings_hash(plain)
+
+
+def test_service_link_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes injects <SERVICE>_SERVICE_HOST/_PORT* for every Service in the namespace: a Service named
+    leverplus-minio must not make every pod fail the strict settings check, and a real typo still must."""
+    for name, value in {
+        "LEVERPLUS_MINIO_SERVICE_HOST": "10.96.0.7",
+        "LEVERPLUS_MINIO_SERVICE_PORT": "9000",
+        "LEVERPLUS_MINIO_SERVICE_PORT_API": "9000",
+        "LEVERPLUS_MINIO_PORT": "tcp://10.96.0.7:9000",
+        "LEVERPLUS_MINIO_PORT_9000_TCP": "tcp://10.96.0.7:9000",
+        "LEVERPLUS_MINIO_PORT_9000_TCP_ADDR": "10.96.0.7",
+        "LEVERPLUS_MINIO_PORT_9000_TCP_PROTO": "tcp",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().store.uri == "leverplus-store"
+    monkeypatch.setenv("LEVERPLUS_MINIO_HOST", "x")
+    with pytest.raises(ConfigError, match="LEVERPLUS_MINIO_HOST"):
+        load_settings()

@@ -68,8 +68,21 @@ def test_no_credentials_and_least_privilege(k8s_objects: list[dict]) -> None:
     assert role["rules"] == [
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
     ]
-    repo = yaml.safe_load(next(o for o in k8s_objects if o["kind"] == "ConfigMap")["data"]["default-v1"])
-    assert repo["s3"]["accessKeySecret"] == {"name": "leverplus-s3", "key": "access-key-id"}
+    settings = next(o for o in k8s_objects if o["kind"] == "ConfigMap")
+    assert settings["metadata"]["name"] == "leverplus-settings"  # the workflows' envFrom
+    assert not [k for k in settings["data"] if "SECRET" in k or "ACCESS_KEY" in k]
+
+
+def test_kind_settings_are_valid_settings(k8s_objects: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ConfigMap every pod on kind reads: the settings model accepts it, as the pods' environment."""
+    from leverplus.config import load_settings
+
+    data = next(o for o in k8s_objects if o["kind"] == "ConfigMap")["data"]
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert (settings.data.name, settings.lvlm.backend, settings.features.encoder) == ("synthetic", "sim", "simple")
+    assert settings.store.uri.startswith("s3://")
 
 
 def _values_schema() -> dict:
@@ -114,17 +127,28 @@ def _render_simple_template(text: str, values: dict) -> dict:
         return node
 
     lines = [line for line in text.splitlines() if not re.match(r"\s*\{\{-? (if|end)", line)]
-    rendered = re.sub(
-        r"\{\{ \.Values\.([\w.]+)( \| quote)? \}\}",
-        lambda m: json.dumps(lookup(m.group(1))) if m.group(2) else str(lookup(m.group(1))),
-        "\n".join(lines),
-    )
+
+    def render(match: re.Match) -> str:
+        value = lookup(match.group(1))
+        if match.group(2):  # | toJson
+            value = json.dumps(value, separators=(",", ":"))
+        return json.dumps(value) if match.group(3) else str(value)
+
+    rendered = re.sub(r"\{\{ \.Values\.([\w.]+)( \| toJson)?( \| quote)? \}\}", render, "\n".join(lines))
     return yaml.safe_load(rendered)
 
 
 def test_chart_cron_agrees_with_the_generated_cron() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    values["nightly"] = {**values["nightly"], "enabled": True, "gpuPodPatch": "{}"}
+    from leverplus.argo import GPU_POD_PATCH
+
+    # The chart's default GPU patch is the workflows' default; `--set-json nightly.gpuPodPatch='{}'` (an object,
+    # as the schema wants: `--set ...='{}'` would be parsed as a list) runs the GPU steps on CPU.
+    assert values["nightly"]["gpuPodPatch"] == json.loads(GPU_POD_PATCH)
+    values["nightly"] = {**values["nightly"], "enabled": True, "gpuPodPatch": {}}
+    jsonschema.validate(values, _values_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**values, "nightly": {**values["nightly"], "gpuPodPatch": []}}, _values_schema())
     chart_cron = _render_simple_template((CHART / "templates" / "cronworkflow.yaml").read_text(), values)
     generated = yaml.safe_load((ROOT / "workflows" / "nightly-data-growth.yaml").read_text())
     keys = ("concurrencyPolicy", "startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit")
@@ -146,5 +170,8 @@ def test_dockerfile_contract() -> None:
     assert users and users[-1] not in ("root", "0")
     assert "org.opencontainers.image.version" in text and "org.opencontainers.image.revision" in text
     assert text.index("pip install .") < text.index("COPY leverplus")  # dependencies cached apart from source
+    # A README edit must not invalidate the dependency layer: the real README is copied only after it.
+    assert text.index("pip install .") < text.index("COPY README.md")
+    assert not re.search(r"^COPY .*README.*\n(.*\n)*?RUN .*pip install \. ", text, flags=re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "leverplus-store", "leverplus-logs"} <= set(ignored)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def test_argo_dag_equals_the_local_runners_dag(name: str) -> None:
         assert ("when" in task) == (step.when is not None)
         template = next(t for t in doc["spec"]["templates"] if t["name"] == task["template"])
         assert template["container"]["args"][0] == step.args[0]
-        assert ("retryStrategy" in template) == (step.fan_out is not None)  # retries on shards, not the DAG
+        assert "retryStrategy" in template  # every step retries (each is idempotent); the DAG itself does not
         assert ("podSpecPatch" in template) == step.gpu
 
 
@@ -197,7 +198,114 @@ def test_cluster_hygiene_and_no_credentials() -> None:
             continue
         spec = doc["spec"]
         assert spec["podGC"]["strategy"] and spec["ttlStrategy"] and spec["activeDeadlineSeconds"] > 0
-        assert spec["artifactRepositoryRef"]["configMap"] == "artifact-repositories" and spec["parallelism"] > 0
+        assert "artifactRepositoryRef" not in spec and spec["parallelism"] > 0  # no step uses Argo artifacts
         for env in spec["templateDefaults"]["container"]["env"]:
             if env["name"].startswith("AWS_"):
                 assert "value" not in env and env["valueFrom"]["secretKeyRef"]["name"] == "leverplus-s3"
+
+
+def _workflow_docs() -> dict[str, dict]:
+    return {rel: doc for rel, doc in _docs().items() if doc["kind"] != "CronWorkflow"}
+
+
+def _step_templates(doc: dict) -> list[dict]:
+    return [t for t in doc["spec"]["templates"] if "container" in t]
+
+
+def test_every_container_names_its_command() -> None:
+    """Without `command`, the emissary executor asks the image's registry for its ENTRYPOINT; an image loaded with
+    `kind load` is in no registry, so every pod fails."""
+    for rel, doc in _workflow_docs().items():
+        for template in _step_templates(doc):
+            assert template["container"].get("command") == ["leverplus"], f"{rel}: {template['name']}"
+
+
+def test_every_step_retries_and_no_retry_needs_another_node() -> None:
+    """A retry's nodeAntiAffinity becomes a required "not this hostname" rule: on a one-node cluster the retried
+    pod never schedules. And every step retries, not only the fan-outs: one preempted node must not end a run."""
+    for rel, doc in _workflow_docs().items():
+        spec = doc["spec"]
+        assert "retryStrategy" not in spec, rel
+        for template in _step_templates(doc):
+            retry = template.get("retryStrategy")
+            assert retry and int(retry["limit"]) >= 1, f"{rel}: {template['name']} has no retryStrategy"
+            assert "affinity" not in retry, f"{rel}: {template['name']}"
+
+
+def _quantities(resources: dict) -> list[str]:
+    return [str(v) for group in resources.values() for v in group.values()]
+
+
+def test_resources_are_quantities_and_gpu_steps_are_sized() -> None:
+    """Argo parses a container's resources as Kubernetes quantities, so a {{parameter}} there fails the workflow;
+    GPU steps get theirs from the podSpecPatch, with memory and disk request = limit (eviction-proof)."""
+    from leverplus.argo import GPU_POD_PATCH
+
+    quantity = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+    patch = json.loads(GPU_POD_PATCH)
+    assert "nodeSelector" not in patch  # nvidia.com/gpu.present exists only with GPU Feature Discovery
+    resources = patch["containers"][0]["resources"]
+    assert patch["containers"][0]["name"] == "main"
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+    for key in ("memory", "ephemeral-storage"):
+        assert resources["requests"][key] == resources["limits"][key]
+    assert int(resources["requests"]["cpu"]) >= 4
+    for rel, doc in _workflow_docs().items():
+        defaults = doc["spec"]["templateDefaults"]["container"]
+        assert all(quantity.match(q) for q in _quantities(defaults["resources"])), rel
+        assert defaults["resources"]["requests"]["memory"] == defaults["resources"]["limits"]["memory"]
+        for template in _step_templates(doc):
+            assert all(quantity.match(q) for q in _quantities(template["container"].get("resources", {}))), rel
+        params = {p["name"]: p.get("value") for p in doc["spec"]["arguments"]["parameters"]}
+        assert params["gpu-pod-patch"] == GPU_POD_PATCH
+
+
+def test_settings_come_only_from_the_configmap() -> None:
+    """A workflow parameter passed as `env` silently beats the same key in the ConfigMap (env wins over envFrom):
+    settings reach steps only through the ConfigMap, and a missing ConfigMap stops the pod instead of running
+    with defaults (a local store inside the pod, the hub model)."""
+    for rel, doc in _workflow_docs().items():
+        container = doc["spec"]["templateDefaults"]["container"]
+        names = [e["name"] for e in container["env"]]
+        assert not [n for n in names if n.startswith("LEVERPLUS_") and n not in ("LEVERPLUS_LOG_FORMAT",)], rel
+        assert not [e for e in container["env"] if "workflow.parameters" in str(e)], rel
+        assert container["envFrom"] == [{"configMapRef": {"name": "leverplus-settings"}}], rel  # not optional
+        for template in _step_templates(doc):
+            assert "env" not in template["container"] and "envFrom" not in template["container"], rel
+
+
+def restricted_pod_violations(spec: dict, template: dict) -> list[str]:
+    """Pod Security Standard "restricted", for the pod Argo builds from a step: the workflow's pod security
+    context, and the main container from templateDefaults overlaid by the template."""
+    pod = spec.get("securityContext", {})
+    container = {**spec["templateDefaults"]["container"], **template["container"]}
+    sc = container.get("securityContext", {})
+    problems = []
+    if not (pod.get("runAsNonRoot") or sc.get("runAsNonRoot")):
+        problems.append("runAsNonRoot")
+    if pod.get("runAsUser") == 0 or sc.get("runAsUser") == 0:
+        problems.append("runAsUser 0")
+    profile = (sc.get("seccompProfile") or pod.get("seccompProfile") or {}).get("type")
+    if profile not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation")
+    if "ALL" not in sc.get("capabilities", {}).get("drop", []) or sc.get("capabilities", {}).get("add"):
+        problems.append("capabilities")
+    if sc.get("privileged"):
+        problems.append("privileged")
+    return problems
+
+
+def test_pods_pass_pod_security_restricted_and_have_no_service_links() -> None:
+    for rel, doc in _workflow_docs().items():
+        spec = doc["spec"]
+        assert spec["templateDefaults"]["container"]["name"] == "main"  # Argo v3.6's full CRDs require it
+        assert json.loads(spec["podSpecPatch"]) == {"enableServiceLinks": False}, rel
+        for template in _step_templates(doc):
+            assert restricted_pod_violations(spec, template) == [], f"{rel}: {template['name']}"
+    broken = copy.deepcopy(_docs()["templates/sft.yaml"]["spec"])
+    del broken["securityContext"]["seccompProfile"]
+    broken["templateDefaults"]["container"]["securityContext"]["allowPrivilegeEscalation"] = True
+    template = _step_templates({"spec": broken})[0]
+    assert restricted_pod_violations(broken, template) == ["seccompProfile", "allowPrivilegeEscalation"]
