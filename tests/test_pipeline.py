@@ -88,7 +88,7 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
         assert (report / name).stat().st_size > 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["data"]) >= {"queries", "candidates", "positive_ratio"} and metrics["data"]["queries"] > 0
-    assert set(metrics["eval"]) == {"policy", "sft", "random", "similarity", "zero-shot"}
+    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"}
     shot1 = metrics["eval"]["policy"]["1"]
     assert set(shot1) == {"accuracy", "ci95", "n", "per_answer_type"} and shot1["n"] == 120
     assert shot1["ci95"][0] <= shot1["accuracy"] <= shot1["ci95"][1]
@@ -167,6 +167,6 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
     assert all(len(g["candidates"]) == 6 and 0 < sum(c["correct"] for c in g["candidates"]) < 6 for g in groups)
     assert {c["prediction"] for g in groups for c in g["candidates"]} <= {"yes", "no", "2", "red", "circle"}
     metrics = json.loads((store / "runs/run-0001/report/metrics.json").read_text())
-    assert set(metrics["eval"]) == {"policy", "sft", "random", "similarity", "zero-shot"}
+    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"}
     assert metrics["eval"]["policy"]["1"]["n"] == 8
     assert summary["report_uri"].endswith("report.md")

@@ -22,36 +22,49 @@ def _table(n: int, seed: int = 0, split: str = "train") -> FeatureTable:
 def test_pools_have_the_size_never_hold_the_query_and_are_deterministic(sampler: str) -> None:
     table = _table(200)
     queries = [100, 150, 299]
-    pools = build_pools(queries, table, table, sampler, 30, seed=3)
+    pools = build_pools(queries, table, table, sampler, 30, seed=3, image_of={})
     for q in queries:
         assert len(pools[q]) == len(set(pools[q])) == 30 and q not in pools[q]
-    assert pools == build_pools(queries, table, table, sampler, 30, seed=3)
+    assert pools == build_pools(queries, table, table, sampler, 30, seed=3, image_of={})
 
 
 def test_similarity_pool_is_the_top_k_and_stratified_spans_deciles() -> None:
     table = _table(200)
     sims = table.joint() @ table.joint([120])[0]
     ranked = [int(table.question_ids[i]) for i in np.argsort(-sims) if table.question_ids[i] != 120]
-    assert sorted(build_pools([120], table, table, "similarity", 20, 0)[120]) == sorted(ranked[:20])
-    stratified = build_pools([120], table, table, "stratified", 20, 0)[120]
+    assert sorted(build_pools([120], table, table, "similarity", 20, 0, image_of={})[120]) == sorted(ranked[:20])
+    stratified = build_pools([120], table, table, "stratified", 20, 0, image_of={})[120]
     deciles = [ranked.index(i) * 10 // len(ranked) for i in stratified]
     assert sorted(set(deciles)) == list(range(10)) and all(deciles.count(d) == 2 for d in range(10))
+
+
+@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified"])
+def test_no_pool_holds_a_question_on_the_querys_image(sampler: str) -> None:
+    table = _table(200)
+    image_of = {int(q): int(q) // 3 for q in table.question_ids}  # three questions per image, as on VQAv2
+    queries = list(range(100, 300, 7))
+    pools = build_pools(queries, table, table, sampler, 30, seed=3, image_of=image_of)
+    for q in queries:
+        assert len(pools[q]) == 30 and not [i for i in pools[q] if image_of[i] == image_of[q]]
+    # A split whose questions are all on one image leaves no ICD: an error naming the question, not a short pool.
+    with pytest.raises(ConfigError, match="question_id 100: only 0 ICDs are not on its image"):
+        build_pools([100], table, table, "random", 5, 0, image_of=dict.fromkeys(image_of, 0))
 
 
 def test_eval_pools_come_from_the_train_split() -> None:
     train, val = _table(100), _table(10, seed=1, split="val")
     val.question_ids = np.arange(900, 910, dtype=np.int64)
     val.__post_init__()
-    pools = build_pools([900, 905], val, train, "random", 8, 0)
+    pools = build_pools([900, 905], val, train, "random", 8, 0, image_of={})
     assert all(set(p) <= set(train.question_ids.tolist()) for p in pools.values())
 
 
 def test_bad_requests_are_errors() -> None:
     table = _table(20)
     with pytest.raises(ConfigError, match=r"pool\.size 25 exceeds the 19 ICDs"):
-        build_pools([100], table, table, "random", 25, 0)
+        build_pools([100], table, table, "random", 25, 0, image_of={})
     with pytest.raises(ConfigError, match="unknown pool sampler 'knn'"):
-        build_pools([100], table, table, "knn", 5, 0)
+        build_pools([100], table, table, "knn", 5, 0, image_of={})
     with pytest.raises(ConfigError, match="question_id 7: 3 shots requested but its pool has only 2 distinct"):
         check_shots([1, 2, 2], 3, 7)
     check_shots([1, 2, 3], 3, 7)

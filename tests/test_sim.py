@@ -1,5 +1,7 @@
-"""The simulated LVLM's required properties (issue: ICD choice matters, relevance is learnable from what the
-policy sees, positive ratios spread across [0, 1]), plus determinism and answer form."""
+"""The simulated LVLM's required properties: ICD choice matters, relevance is learnable from what the policy sees,
+positive ratios spread across [0, 1]; structure that similarity cannot capture (complementarity, redundancy, format
+copying that answer_prob does not see); more well-chosen shots never hurt; the embedded world has headroom over
+similarity independently of any training; plus determinism and answer form."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def setup(world_root):
     ctx = StageContext(load_settings(overrides={**WORLD_SETTINGS, "store.uri": str(world_root)}), "test")
     train = ctx.split("train")
     queries = [r.question_id for r in train][:60]  # 60 RL-style queries
-    pools = build_pools(queries, ctx.features("train"), ctx.features("train"), "stratified", 16, 0)
+    image_of = {r.question_id: r.image_id for r in train}
+    pools = build_pools(queries, ctx.features("train"), ctx.features("train"), "stratified", 16, 0, image_of=image_of)
     return ctx, train, queries, pools
 
 
@@ -86,3 +89,109 @@ def test_deterministic_and_answers_have_the_right_form(setup) -> None:
             assert response.prediction in ("yes", "no")
         elif request.query.answer_type == "number":
             assert response.prediction.isdigit() or response.prediction in NUMBER_WORDS
+
+
+def test_redundancy_a_duplicate_adds_nothing_and_a_complement_does(setup) -> None:
+    ctx, train, queries, pools = setup
+    sim, gains_dup, gains_best = ctx.lvlm, [], []
+    for q in queries:
+        pool = [train[i] for i in pools[q]]
+        first = max(pool, key=lambda r: sim.answer_probability(train[q], [r]))
+        alone = sim.answer_probability(train[q], [first])
+        gains_dup.append(sim.answer_probability(train[q], [first, first]) - alone)
+        gains_best.append(max(sim.answer_probability(train[q], [r, first]) for r in pool) - alone)
+    assert max(abs(g) for g in gains_dup) < 1e-12
+    assert np.mean(gains_best) > 0.05  # a complementary second ICD adds a lot on average
+
+
+def test_more_shots_never_hurt(setup) -> None:
+    """Adding an ICD at the far end of any prompt never lowers the chance of a right answer, and the best k+1-shot
+    sequence in a pool is at least as good as the best k-shot one."""
+    from leverplus.lvlm.ceilings import best_in_pool
+
+    ctx, train, queries, pools = setup
+    sim, rng = ctx.lvlm, np.random.default_rng(3)
+    for q in queries[:30]:
+        pool = [train[i] for i in pools[q]]
+        for _ in range(5):
+            seq = [pool[int(i)] for i in rng.choice(len(pool), 3, replace=False)]
+            assert sim.probability(train[q], seq) >= sim.probability(train[q], seq[1:]) - 1e-12
+        bests = [best_in_pool(sim, train[q], pool, k) for k in range(5)]
+        assert all(b >= a - 1e-12 for a, b in itertools.pairwise(bests))
+
+
+def test_format_copying_is_seen_by_generation_not_by_answer_prob(setup) -> None:
+    ctx, train, queries, pools = setup
+    sim, changed = ctx.lvlm, 0
+    for q in queries:
+        pool = [train[i] for i in pools[q]]
+        same = [r for r in pool if r.answer_type == train[q].answer_type]
+        other = [r for r in pool if r.answer_type != train[q].answer_type]
+        if not (same and other):
+            continue
+        a, b = same[0], other[0]
+        # Same ICDs, two orders: teacher forcing sees no difference, generation does.
+        assert sim.answer_probability(train[q], [a, b]) == pytest.approx(sim.answer_probability(train[q], [b, a]))
+        assert sim.probability(train[q], [b, a]) > sim.probability(train[q], [a, b])  # a (same type) next to q
+        changed += 1
+    assert changed >= 10
+
+
+def test_complementarity_the_best_pair_is_often_not_the_similarity_top_two(setup) -> None:
+    from leverplus.lvlm.ceilings import best_in_pool
+
+    ctx, train, queries, pools = setup
+    feats, sim, differs, gaps = ctx.features("train"), ctx.lvlm, 0, []
+    for q in queries:
+        pool = [train[i] for i in pools[q]]
+        order = rank_by_similarity(feats.joint([q])[0], feats.joint(pools[q]))
+        top2 = [pool[int(order[1])], pool[int(order[0])]]
+        best = best_in_pool(sim, train[q], pool, 2)
+        gaps.append(best - sim.expected_accuracy(train[q], top2))
+        differs += gaps[-1] > 1e-9
+    assert differs / len(queries) >= 0.3 and np.mean(gaps) > 0.03
+
+
+@pytest.fixture(scope="module")
+def embedded_world(tmp_path_factory: pytest.TempPathFactory):
+    """The embedded default's world, pools and eval questions, built exactly as `make run` builds them."""
+    from leverplus.config import load_settings
+    from leverplus.data.synth import synthesize
+    from leverplus.launch import _embedded_overlay
+    from leverplus.stages.context import StageContext
+    from leverplus.stages.features import run_features
+    from leverplus.stages.plan import run_plan
+    from leverplus.store import open_store
+
+    overlay = _embedded_overlay()
+    root = tmp_path_factory.mktemp("embedded")
+    flat = {f"{g}.{k}": v for g, fields in overlay.items() for k, v in fields.items()}
+    settings = load_settings(overrides={**flat, "store.uri": str(root)})
+    synthesize(
+        open_store(str(root / "datasets" / "synthetic")),
+        settings.data.synth_seed,
+        {"train": settings.data.synth_train, "val": settings.data.synth_val},
+    )
+    ctx = StageContext(settings, "test")
+    run_features(ctx)
+    plan = run_plan(ctx, "eval", "runs/r/eval/plan.json", "r")
+    return ctx, [q for shard in plan.shards for q in shard]
+
+
+def test_the_embedded_world_has_headroom_over_similarity(embedded_world) -> None:
+    """Independently of any training: the best sequence in each pool beats similarity retrieval by >= 3 points of
+    noise-free expected accuracy at shots 2-4, so a learned selector has something to find."""
+    from leverplus.lvlm.ceilings import best_in_pool
+
+    ctx, questions = embedded_world
+    train, val, sim = ctx.split("train"), ctx.split("val"), ctx.lvlm
+    queries, icds = ctx.features("val"), ctx.features("train")
+    for k in (2, 3, 4):
+        best, similar = [], []
+        for q in questions:
+            pool = [train[i] for i in q.pool]
+            order = rank_by_similarity(queries.joint([q.question_id])[0], icds.joint(q.pool))
+            similar.append(sim.expected_accuracy(val[q.question_id], [pool[int(i)] for i in order[:k][::-1]]))
+            best.append(best_in_pool(sim, val[q.question_id], pool, k))
+        headroom = 100 * (np.mean(best) - np.mean(similar))
+        assert headroom >= 3, f"shot {k}: best-in-pool beats similarity by only {headroom:.1f} points"

@@ -170,11 +170,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "eval",
         "answer one shard of evaluation questions with every system and shot count",
-        call("evaluate", "run_eval", "run", "shard", "policy", "sft", "force"),
+        call("evaluate", "run_eval", "run", "shard", "policy", "sft", "rce", "force"),
         RUN,
         SHARD,
         (("--policy",), {"required": True, "metavar": "URI", "help": "trained policy checkpoint"}),
         (("--sft",), {"required": True, "metavar": "URI", "help": "SFT policy checkpoint (the baseline)"}),
+        (("--rce",), {"metavar": "URI", "help": "RCE policy checkpoint (the rce system; omitted: not evaluated)"}),
         FORCE,
     )
     _stage(

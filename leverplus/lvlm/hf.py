@@ -13,7 +13,9 @@ Fast path (what makes a round affordable):
   - on CUDA out-of-memory the batch is halved and retried, and the log says so.
 
 `answer_prob` is the teacher-forced probability of the ground-truth answer — VQAv2's `multiple_choice_answer` —
-after the generation prompt: the product over the answer's tokens of P(token | prompt, earlier answer tokens).
+after the generation prompt, as DESIGN §3 defines it: exp(-mean token cross-entropy over the answer's tokens), the
+geometric mean of P(token | prompt, earlier answer tokens). A product would rank multi-token answers below
+one-token ones by their length alone, across beams and in the hard_plus_prob reward.
 The span is exactly the answer's tokens; the end-of-turn token is NOT included, so P("red") also counts the
 model going on to say "red car" (the lab's InfoScore scored the answer text alone).
 
@@ -219,7 +221,7 @@ class HFLVLM:
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
         targets = enc.inputs["input_ids"][:, -span:]
         token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return [float(token_lp[row, span - a :].sum().exp()) for row, a in enumerate(enc.answer_lengths)]
+        return [float(token_lp[row, span - a :].mean().exp()) for row, a in enumerate(enc.answer_lengths)]
 
     def _generation_config(self) -> GenerationConfig:
         """The model's own generation config (e.g. Qwen's repetition_penalty 1.05, as the lab's `generate` got it),

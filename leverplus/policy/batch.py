@@ -10,6 +10,7 @@ import torch
 
 from leverplus.errors import DataError
 from leverplus.features import FeatureTable
+from leverplus.policy.order import pick_order
 
 __all__ = ["PoolBatch", "make_batch", "sequences_to_actions"]
 
@@ -49,12 +50,12 @@ def make_batch(
 
 
 def sequences_to_actions(pool_ids: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-    """ICD question_id sequences -> pool indices. (N, T)"""
+    """ICD question_id sequences in prompt order -> pool indices in pick order (policy/order.py). (N, T)"""
     actions = []
     for ids, seq in zip(pool_ids, sequences, strict=True):
         index = {qid: i for i, qid in enumerate(ids)}
         try:
-            actions.append([index[q] for q in seq])
+            actions.append([index[q] for q in pick_order(seq)])
         except KeyError as exc:
             raise DataError(f"ICD question_id {exc.args[0]} is not in its query's pool") from None
     return torch.tensor(actions, dtype=torch.long)

@@ -1,10 +1,13 @@
 """`leverplus eval`: one shard of evaluation questions, answered by every system at every shot count with ICDs
 from the same per-query pools.
 
-  policy      the trained selector (GRPO output), greedy
+  policy      the trained selector (GRPO output), greedy; its first k picks, the first next to the query
+  rce         the RCE selector GRPO started from, greedy
   sft         the starting selector, greedy
   random      uniform from the pool (seeded per question and shot count)
-  similarity  the pool's top-k by embedding cosine, least similar first so the closest sits next to the query
+  similarity  the pool's top-k by embedding cosine, the closest next to the query
+
+Every prompt built from picks goes through policy/order.py, the convention training uses.
   zero-shot   no ICDs (shot count 0)
 """
 
@@ -18,6 +21,7 @@ from leverplus.lvlm.base import Request
 from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
 from leverplus.policy.batch import make_batch
+from leverplus.policy.order import prompt_order
 from leverplus.pools import check_shots, rank_by_similarity
 from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
@@ -27,7 +31,7 @@ from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["SYSTEMS", "run_eval"]
 
-SYSTEMS = ("policy", "sft", "random", "similarity", "zero-shot")
+SYSTEMS = ("policy", "rce", "sft", "random", "similarity", "zero-shot")
 Selector = Callable[[PlannedQuery, int], list[int]]
 
 
@@ -43,7 +47,7 @@ def _policy_selector(ctx: StageContext, net: PointerSelector, split: str, max_sh
             batch = make_batch([q.question_id], [q.pool], queries, train)
             picks = net.select(batch.query, batch.pool, batch.mask, max_shots, greedy=True)[0]
             decoded[q.question_id] = [q.pool[i] for i in picks.tolist()]
-        return decoded[q.question_id][:k]
+        return prompt_order(decoded[q.question_id][:k])
 
     return select
 
@@ -53,7 +57,7 @@ def _similarity_selector(ctx: StageContext, split: str) -> Selector:
 
     def select(q: PlannedQuery, k: int) -> list[int]:
         order = rank_by_similarity(queries.joint([q.question_id])[0], train.joint(q.pool))
-        return [q.pool[i] for i in reversed(order[:k].tolist())]
+        return prompt_order([q.pool[i] for i in order[:k].tolist()])
 
     return select
 
@@ -66,7 +70,15 @@ def _random_selector(seed: int) -> Selector:
     return select
 
 
-def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_uri: str, force: bool = False) -> str:
+def run_eval(
+    ctx: StageContext,
+    run_id: str,
+    shard: int,
+    policy_uri: str,
+    sft_uri: str,
+    rce_uri: str | None = None,
+    force: bool = False,
+) -> str:
     prefix = eval_prefix(run_id)
     key = shard_key(prefix, shard)
     if shard_done(ctx, key, force):
@@ -75,9 +87,13 @@ def run_eval(ctx: StageContext, run_id: str, shard: int, policy_uri: str, sft_ur
     s = ctx.settings
     shots = [k for k in s.eval.shots if k > 0]
     longest = max(shots, default=0)
+    checkpoints = {"policy": policy_uri, "rce": rce_uri, "sft": sft_uri}
     selectors: dict[str, Selector] = {
-        "policy": _policy_selector(ctx, load_policy(ctx.checkpoint_store(policy_uri))[0], plan.split, longest),
-        "sft": _policy_selector(ctx, load_policy(ctx.checkpoint_store(sft_uri))[0], plan.split, longest),
+        name: _policy_selector(ctx, load_policy(ctx.checkpoint_store(uri))[0], plan.split, longest)
+        for name, uri in checkpoints.items()
+        if uri
+    }
+    selectors |= {
         "random": _random_selector(s.eval.seed),
         "similarity": _similarity_selector(ctx, plan.split),
     }

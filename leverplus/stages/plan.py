@@ -92,8 +92,15 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         return plan
     s = ctx.settings
     split, query_ids = _choose(ctx, kind, round_or_run)
+    image_of = {r.question_id: r.image_id for name in {split, s.data.train_split} for r in ctx.split(name)}
     pools = build_pools(
-        query_ids, ctx.features(split), ctx.features(s.data.train_split), s.pool.sampler, s.pool.size, s.pool.seed
+        query_ids,
+        ctx.features(split),
+        ctx.features(s.data.train_split),
+        s.pool.sampler,
+        s.pool.size,
+        s.pool.seed,
+        image_of=image_of,
     )
     shard_size = s.rl.shard_size
     planned = [PlannedQuery(question_id=q, pool=pools[q]) for q in query_ids]

@@ -16,6 +16,7 @@ from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
 from leverplus.policy.batch import make_batch
+from leverplus.policy.order import prompt_order
 from leverplus.pools import check_shots
 from leverplus.progress import progress
 from leverplus.records import Candidate, CandidateGroup, PlannedQuery
@@ -49,7 +50,7 @@ def candidate_sequences(
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         picks = policy.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
         for row in picks.tolist():
-            seq = tuple(query.pool[i] for i in row)
+            seq = tuple(prompt_order([query.pool[i] for i in row]))
             if seq not in seen and len(out) < n_policy:
                 seen.add(seq)
                 out.append((list(seq), "policy"))

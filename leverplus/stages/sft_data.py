@@ -2,7 +2,8 @@
 
 InfoScore(c | S, x) = P(y | c + S, x) - P(y | S, x), with P the LVLM's probability of the ground-truth answer.
 Beam search: width `sft.beam_width`, length `sft.beam_length`, `sft.candidates` random pool items tried per beam
-and step, each new ICD prepended, keeping the largest scores. All final beams become SFT sequences.
+and step, each new ICD prepended (so the ICD chosen first sits next to the query: policy/order.py), keeping the
+largest scores. All final beams become SFT sequences.
 """
 
 from __future__ import annotations
