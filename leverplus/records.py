@@ -57,7 +57,10 @@ class Candidate(_Record):
 
 
 class CandidateGroup(_Record):
-    """One RL query's scored candidates: the unit of the balanced filter and of RCE/GRPO."""
+    """One RL query's scored candidates: the unit of the balanced filter and of RCE/GRPO. It records what its
+    rewards mean (prompt, LVLM id with the sim version, threshold, metric, group size), so that groups scored under
+    other settings cannot be merged or trained on together (stages/compat.py). Groups written before these fields
+    existed read as None, which matches no settings."""
 
     question_id: int
     pool: list[int]
@@ -65,6 +68,9 @@ class CandidateGroup(_Record):
     round_id: str
     prompt_hash: str
     lvlm: str
+    hard_threshold: float | None = None
+    metric_mode: str | None = None
+    candidates_per_query: int | None = None
 
     @property
     def positive_ratio(self) -> float:

@@ -46,6 +46,8 @@ def test_round_plan_score_filter_publishes_versions_exactly_once(world) -> None:
     planned = [q.question_id for shard in plan.shards for q in shard]
     assert len(planned) == 80 and len(plan.shards) == 2  # ceil(20 / 0.25) queries in shards of 60
     assert all(len(q.pool) == 16 and q.question_id not in q.pool for s in plan.shards for q in s)
+    image_of = {r.question_id: r.image_id for r in ctx.split("train")}
+    assert not [q for s in plan.shards for q in s if {image_of[i] for i in q.pool} & {image_of[q.question_id]}]
     assert run_plan(ctx, "rl", plan_key("round-a"), "round-a") == plan  # a retried plan reuses the same shards
 
     with pytest.raises(DataError, match=r"shards \[0, 1\] have no output yet"):
@@ -101,3 +103,49 @@ def test_eval_with_more_shots_than_pool_items_is_an_error(world) -> None:
     with pytest.raises(ConfigError, match="4 shots requested but its pool has only 3 distinct items"):
         run_eval(ctx, "run-x", 0, "ck", "ck")
     assert not ctx.store.list("runs/run-x/eval/shards/")  # nothing half-written
+
+
+def _scored_round(world, round_id: str, **settings: object) -> None:
+    ctx = world("plan", **{"rl.target_new_queries": 6, "rl.prior_acceptance_rate": 0.5, **settings})
+    plan = run_plan(ctx, "rl", plan_key(round_id), round_id)
+    for shard in plan.shard_ids():
+        run_score(world("score", **settings), round_id, shard, policy_uri=None)
+
+
+def _published(world) -> list[str]:
+    return sorted(p.name for p in (world.root / BALANCED).glob("*")) if (world.root / BALANCED).exists() else []
+
+
+@pytest.mark.parametrize(
+    ("scored_with", "field"),
+    [
+        ({"lvlm.sim_seed": 1}, "lvlm"),
+        ({"rl.hard_threshold": 0.3}, "hard_threshold"),
+        ({"eval.metric_mode": "lenient"}, "metric_mode"),
+        ({"rl.candidates_per_query": 10}, "candidates_per_query"),
+        ({"prompt": "another system prompt"}, "prompt_hash"),
+    ],
+)
+def test_groups_scored_under_other_settings_are_never_merged_or_trained_on(
+    world, monkeypatch: pytest.MonkeyPatch, scored_with: dict, field: str
+) -> None:
+    """Round 1 is scored and published under the current settings; round 2 under other ones. Filtering round 2
+    fails in one line naming the round and the field and publishes nothing; filtering or training under round 2's
+    settings refuses the published round 1 the same way."""
+    from leverplus.stages import compat
+    from leverplus.stages.train import run_rce
+
+    _scored_round(world, "round-1")
+    run_filter(world("filter"), "round-1")
+    before = _published(world)
+    other = {k: v for k, v in scored_with.items() if k != "prompt"}
+    with monkeypatch.context() as patch:
+        if "prompt" in scored_with:
+            patch.setattr(compat, "PROMPT_HASH", "0" * 16)  # as if the prompt builder had changed
+        _scored_round(world, "round-2", **other)
+        with pytest.raises(DataError, match=rf"round round-1, question_id \d+ was scored with {field}="):
+            run_rce(world("rce", **other), "run-x", "unused")  # under round 2's settings, round 1 is refused
+    with pytest.raises(DataError, match=rf"round round-2, question_id \d+ was scored with {field}=") as err:
+        run_filter(world("filter"), "round-2")
+    assert "\n" not in str(err.value)
+    assert _published(world) == before  # nothing published, latest unchanged

@@ -10,10 +10,29 @@ from leverplus.lvlm.prompt import PROMPT_HASH, build_messages, postprocess_answe
 if TYPE_CHECKING:
     from PIL import Image
 
+    from leverplus.config import LVLMSettings
     from leverplus.data.schemas import VQARecord
     from leverplus.stages.context import StageContext
 
-__all__ = ["LVLM", "PROMPT_HASH", "Request", "Response", "build_messages", "load_lvlm", "postprocess_answer"]
+__all__ = [
+    "LVLM",
+    "PROMPT_HASH",
+    "Request",
+    "Response",
+    "build_messages",
+    "load_lvlm",
+    "lvlm_id",
+    "postprocess_answer",
+]
+
+
+def lvlm_id(settings: LVLMSettings) -> str:
+    """The id a backend records with every scored group, computed from settings without loading a model."""
+    if settings.backend == "sim":
+        from leverplus.lvlm.sim import SIM_VERSION
+
+        return f"{SIM_VERSION}/seed{settings.sim_seed}"
+    return f"hf:{settings.model}"
 
 
 def load_lvlm(ctx: StageContext) -> LVLM:

@@ -16,6 +16,7 @@ import numpy as np
 
 from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
+from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
 from leverplus.stages.shards import read_shard
@@ -101,6 +102,7 @@ def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup],
 def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -> tuple[int, int]:
     """Add the round's new balanced queries as the next version; `latest` moves last. -> (version, added)"""
     version, current = load_balanced(ctx)
+    check_groups(current, ctx.settings, f"merge round {round_id} into balanced set v{version}")
     present = {g.question_id for g in current}
     added = [g for g in accepted if g.question_id not in present]
     if not added:
@@ -124,6 +126,7 @@ def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -
 
 def run_filter(ctx: StageContext, round_id: str) -> dict:
     scored, shard_shas = _join_round(ctx, round_id)
+    check_groups(scored, ctx.settings, f"filter round {round_id}")
     rl = ctx.settings.rl
     accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
     with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):

@@ -12,7 +12,6 @@ import torch
 
 from leverplus.errors import ConfigError
 from leverplus.lvlm.base import Request
-from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
 from leverplus.policy.batch import make_batch
@@ -20,6 +19,7 @@ from leverplus.policy.order import prompt_order
 from leverplus.pools import check_shots
 from leverplus.progress import progress
 from leverplus.records import Candidate, CandidateGroup, PlannedQuery
+from leverplus.stages.compat import group_facts
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import plan_key, round_prefix, shard_key
 from leverplus.stages.shards import shard_done, write_shard
@@ -114,8 +114,7 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
                     pool=query.pool,
                     candidates=candidates,
                     round_id=round_id,
-                    prompt_hash=PROMPT_HASH,
-                    lvlm=ctx.lvlm.name,
+                    **{**group_facts(ctx.settings), "lvlm": ctx.lvlm.name},
                 )
             )
             update(1)

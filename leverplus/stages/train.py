@@ -15,6 +15,7 @@ from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_po
 from leverplus.policy.rewards import reward
 from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, train_sft
 from leverplus.records import canonical_json
+from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import load_balanced
 from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
@@ -88,6 +89,7 @@ def _groups(ctx: StageContext, version: int | None) -> tuple[list[Group], str]:
     found, balanced = load_balanced(ctx, version)
     if not balanced:
         raise DataError(f"{ctx.store.uri_for(BALANCED)}: the balanced set is empty; run a data round first")
+    check_groups(balanced, ctx.settings, f"train on balanced set v{found}")
     mode = ctx.settings.rl.reward_mode
     groups = [
         Group(
