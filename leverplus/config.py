@@ -186,6 +186,13 @@ class RLSettings(_Group):
     clip_eps: float = Field(0.2, gt=0, lt=1, description="GRPO ratio clip epsilon.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip for SFT, RCE and GRPO.")
     batch_queries: int = Field(16, ge=1, description="Queries (groups) per optimiser step in RCE and GRPO.")
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Training seeds of RCE -> GRPO. Seed 0 is the run's policy; seeds s >= 1 train from the same SFT "
+        "policy and data with run.seed + s, are evaluated as policy-seed<s>, and give the report its seed spread.",
+    )
     retrain_growth: float = Field(
         0.2,
         ge=0,

@@ -31,7 +31,7 @@ class RunRequest:
     pipeline: str
     config_file: str | None = None
     overrides: dict[str, Any] | None = None
-    profile: str = "auto"  # auto | embedded | none
+    profile: str = "auto"  # auto | embedded | embedded-lab | none
     run_id: str | None = None
     round_id: str | None = None
     sft_checkpoint: str | None = None
@@ -39,8 +39,14 @@ class RunRequest:
     log_dir: str | None = None
 
 
-def _embedded_overlay() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("leverplus.profiles").joinpath("embedded.yaml").read_text())
+def _embedded_overlay(lab: bool = False) -> dict[str, Any]:
+    """The embedded profile; with lab=True its RL settings are the lab report's (the defaults) instead of the
+    ones chosen on a dev split for this world."""
+    overlay = yaml.safe_load(resources.files("leverplus.profiles").joinpath("embedded.yaml").read_text())
+    if lab:
+        for key in ("seeds", "grpo_lr"):
+            overlay["rl"].pop(key, None)
+    return overlay
 
 
 def _scaled(overlay: dict[str, Any], defaults: Settings) -> list[str]:
@@ -58,10 +64,10 @@ def resolve_settings(req: RunRequest, workdir: Path) -> tuple[Settings, list[str
     configured = bool(
         user_file or req.overrides or any(k.startswith("LEVERPLUS_") and k not in _QUIET_ENV for k in os.environ)
     )
-    embedded = req.profile == "embedded" or (req.profile == "auto" and not configured)
+    embedded = req.profile in ("embedded", "embedded-lab") or (req.profile == "auto" and not configured)
     if not embedded:
         return load_settings(user_file, req.overrides), []
-    overlay = _embedded_overlay()
+    overlay = _embedded_overlay(lab=req.profile == "embedded-lab")
     merged = {g: dict(v) for g, v in overlay.items()}
     if user_file:
         for group, fields in (yaml.safe_load(Path(user_file).read_text()) or {}).items():

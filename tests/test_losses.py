@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,4 +91,31 @@ def test_grpo_diagnostics() -> None:
     d = grpo_diagnostics(logp, torch.zeros(2, 2), torch.zeros(2, 2), rewards)
     assert d["frac_reward_zero_std"] == 0.5
     assert d["clip_frac"] == 0.25  # only e^0.5 = 1.65 is outside [0.8, 1.2]
-    assert d["kl"] == pytest.approx((math.exp(-0.5) + 0.5 - 1) / 4)
+    assert d["k3_on_candidates"] == pytest.approx((math.exp(-0.5) + 0.5 - 1) / 4)
+    assert (d["ratio_min"], d["ratio_max"]) == pytest.approx((1.0, math.exp(0.5)))
+    # group 1: weights softmax(0, .5) on rewards (1, 0); group 2: rewards all 1
+    w = 1 / (1 + math.exp(0.5))
+    assert d["reward_policy_weighted"] == pytest.approx((w + 1.0) / 2)
+
+
+def test_policy_kl_is_zero_against_itself_and_grows_as_the_policy_moves() -> None:
+    """The real KL(pi || ref), sampled from the policy: exactly 0 when the policy is its reference, positive
+    once its parameters move (the k3 term on stored candidates is neither)."""
+    import copy
+
+    from leverplus.features import FeatureTable
+    from leverplus.policy import PointerSelector, PolicyConfig
+    from leverplus.policy.train import Group, policy_kl
+
+    rng = np.random.default_rng(0)
+    vecs = rng.random((40, 6)).astype(np.float32)
+    table = FeatureTable("simple", "train", np.arange(40, dtype=np.int64), vecs[:, :3], vecs[:, 3:])
+    groups = [Group(q, [i for i in range(40) if i != q][:12], [[1, 2]], [1.0]) for q in range(10)]
+    torch.manual_seed(0)
+    net = PointerSelector(PolicyConfig(feature_dim=6, hidden=16, heads=2))
+    reference = copy.deepcopy(net)
+    assert policy_kl(net, reference, groups, table, table) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    assert policy_kl(net, reference, groups, table, table, samples=32) > 0.01

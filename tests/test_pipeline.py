@@ -84,18 +84,34 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     assert set(a) == {"run_id", "report_uri", "metrics_uri"} and a["run_id"] == "run-0001"
     store = a_dir / "leverplus-store"
     report = store / "runs/run-0001/report"
-    for name in ("report.md", "report.html", "accuracy_vs_shots.png", "positive_ratio.png", "history.png"):
+    for name in (
+        "report.md",
+        "report.html",
+        "accuracy_vs_shots.png",
+        "positive_ratio.png",
+        "history.png",
+        "training.png",
+    ):
         assert (report / name).stat().st_size > 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["data"]) >= {"queries", "candidates", "positive_ratio"} and metrics["data"]["queries"] > 0
-    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"}
+    seeds = {f"policy-seed{s}" for s in range(1, metrics["training"]["seeds"])}
+    assert metrics["training"]["seeds"] == 3  # the embedded profile's seeds
+    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"} | seeds
+    assert set(metrics["paired"]) == {"policy_vs_sft", "policy_vs_rce", "policy_vs_similarity"}
+    assert set(metrics["seeds"]) == set(metrics["eval"]["policy"]) and metrics["seeds"]["1"]["seeds"] == 3
+    ceilings = metrics["ceilings"]["2"]["expected_accuracy"]
+    assert ceilings["best in pool"] >= max(v for k, v in ceilings.items() if k != "best in pool")
+    assert set(metrics["curves"]) == {"sft", "rce", "grpo"} and metrics["eval_plan"]["sampler"] == "stratified"
+    assert "runs/run-0001/settings/grpo.yaml" in metrics["settings_files"]
     shot1 = metrics["eval"]["policy"]["1"]
     assert set(shot1) == {"accuracy", "ci95", "n", "per_answer_type"} and shot1["n"] == 120
     assert shot1["ci95"][0] <= shot1["accuracy"] <= shot1["ci95"][1]
     for k in ("1", "2"):  # the trained policy beats random ICDs
         assert metrics["eval"]["policy"][k]["accuracy"] > metrics["eval"]["random"][k]["accuracy"]
     assert (store / "runs/run-0001/eval/policy/shot2/predictions.jsonl").exists()
-    assert "within noise" in (report / "report.md").read_text() or "significantly" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert "## What RL bought" in text and "Holm" in text and "## Ceilings (simulated LVLM, noise-free)" in text
 
     # Same seed -> byte-identical balanced set and identical metrics.
     balanced = "rl-data/balanced/v1.jsonl"
@@ -167,6 +183,8 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
     assert all(len(g["candidates"]) == 6 and 0 < sum(c["correct"] for c in g["candidates"]) < 6 for g in groups)
     assert {c["prediction"] for g in groups for c in g["candidates"]} <= {"yes", "no", "2", "red", "circle"}
     metrics = json.loads((store / "runs/run-0001/report/metrics.json").read_text())
-    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"}
+    seeds = {f"policy-seed{s}" for s in range(1, metrics["training"]["seeds"])}
+    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"} | seeds
+    assert metrics["ceilings"] == {}  # a real LVLM cannot know its own expected accuracy
     assert metrics["eval"]["policy"]["1"]["n"] == 8
     assert summary["report_uri"].endswith("report.md")

@@ -9,7 +9,7 @@ import pytest
 
 from leverplus.data.schemas import VQARecord
 from leverplus.errors import DataError
-from leverplus.metrics import bootstrap_ci, paired_bootstrap
+from leverplus.metrics import bootstrap_ci, holm_paired, paired_bootstrap
 from leverplus.metrics.scoring import parse_results, score_predictions
 
 
@@ -82,9 +82,48 @@ def test_paired_bootstrap_detects_real_gains_and_not_noise() -> None:
     rng = np.random.default_rng(2)
     base = rng.binomial(1, 0.6, size=1000).astype(float)
     better = np.where(rng.random(1000) < 0.15, 1.0, base)  # flips ~15 % of answers to correct
-    gain = paired_bootstrap(better, base)
+    ids = range(1000, 2000)
+    gain = paired_bootstrap(dict(zip(ids, better, strict=True)), dict(zip(ids, base, strict=True)))
     assert gain.delta > 0.04 and gain.significant and gain.p_value < 0.01
-    same = paired_bootstrap(base, base.copy())
+    same = paired_bootstrap(dict(zip(ids, base, strict=True)), dict(zip(ids, base, strict=True)))
     assert same.delta == 0 and not same.significant
-    with pytest.raises(ValueError, match="equal-length"):
-        paired_bootstrap([1.0], [1.0, 0.0])
+
+
+def test_a_paired_test_refuses_different_question_ids() -> None:
+    """Equal lengths are not enough: the two systems must have answered the very same questions."""
+    with pytest.raises(ValueError, match=r"same non-empty question ids on both sides; differing: \[3, 4\]"):
+        paired_bootstrap({1: 1.0, 3: 0.0}, {1: 1.0, 4: 0.0})
+    with pytest.raises(ValueError, match="same non-empty"):
+        paired_bootstrap({}, {})
+
+
+def test_holm_correction_widens_intervals_and_steps_down() -> None:
+    """Four shot counts: the smallest p is judged at 1 - 0.05/4, the next at 1 - 0.05/3, ...; a gain that is
+    significant alone can be within noise once corrected, and after the first non-rejection none is rejected."""
+    rng = np.random.default_rng(5)
+    ids = range(400)
+    base = rng.binomial(1, 0.6, size=400).astype(float)
+
+    def lifted(share: float, seed: int) -> dict[int, float]:
+        flips = np.random.default_rng(seed).random(400) < share
+        return dict(zip(ids, np.where(flips, 1.0, base), strict=True))
+
+    family = {
+        "1": (lifted(0.2, 1), dict(zip(ids, base, strict=True))),
+        "2": (lifted(0.025, 2), dict(zip(ids, base, strict=True))),
+    }
+    family |= {
+        "3": (dict(zip(ids, base, strict=True)), dict(zip(ids, base, strict=True))),
+        "4": (lifted(0.02, 4), dict(zip(ids, base, strict=True))),
+    }
+    corrected = holm_paired(family, samples=4000)
+    alone = {k: paired_bootstrap(a, b, samples=4000) for k, (a, b) in family.items()}
+    assert corrected["1"].significant and corrected["1"].level == pytest.approx(1 - 0.05 / 4)
+    for k in family:
+        lo, hi = corrected[k].ci95
+        assert lo <= alone[k].ci95[0] + 1e-12 and hi >= alone[k].ci95[1] - 1e-12  # never narrower
+        assert corrected[k].p_holm >= alone[k].p_value
+    order = sorted(family, key=lambda k: corrected[k].p_value)
+    verdicts = [corrected[k].significant for k in order]
+    assert verdicts == sorted(verdicts, reverse=True)  # step-down: no rejection after a non-rejection
+    assert not corrected["3"].significant

@@ -21,9 +21,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel fan-out processes")
     run.add_argument(
         "--profile",
-        choices=("auto", "embedded", "none"),
+        choices=("auto", "embedded", "embedded-lab", "none"),
         default="auto",
-        help="auto: the embedded profile when nothing is configured (default)",
+        help="auto: the embedded profile when nothing is configured (default); embedded-lab: the same world with "
+        "the lab report's RL settings (GRPO lr 5e-6, one seed)",
     )
     run.add_argument(
         "--lvlm",

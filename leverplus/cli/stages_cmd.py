@@ -42,7 +42,25 @@ def _stage(
     parser = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
     for flags, kwargs in options:
         parser.add_argument(*flags, **kwargs)
-    parser.set_defaults(handler=lambda args: handler(_context(args, name), args))
+
+    def run(args: argparse.Namespace) -> Any:
+        ctx = _context(args, name)
+        _record_settings(ctx, args, name)
+        return handler(ctx, args)
+
+    parser.set_defaults(handler=run)
+
+
+def _record_settings(ctx: Any, args: argparse.Namespace, stage: str) -> None:
+    """Every stage of a run or round writes the settings it resolved into the store (shard 0 speaks for its
+    fan-out), so a run under Argo has them as a local run does, and the report can cite them."""
+    from leverplus.config import settings_to_yaml
+    from leverplus.stages.layout import stage_settings_key
+
+    run_id, round_id = getattr(args, "run", None), getattr(args, "round", None)
+    if (run_id is None and round_id is None) or getattr(args, "shard", 0) not in (0, None):
+        return
+    ctx.store.put_bytes(stage_settings_key(stage, run_id, round_id), settings_to_yaml(ctx.settings).encode())
 
 
 RUN = (("--run",), {"required": True, "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"})

@@ -43,12 +43,20 @@ def grpo_loss(
 def grpo_diagnostics(
     logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, rewards: torch.Tensor, clip_eps: float = 0.2
 ) -> dict[str, float]:
-    """What explains a GRPO step: KL to the reference, clip fraction, groups with no reward variance."""
+    """What explains a GRPO step: the ratio's range and how often the clip acts, groups with no reward variance, and
+    the k3 penalty term evaluated on the stored candidates. The candidates were sampled by the scoring policy, not
+    by pi_theta, so that term is the loss's penalty, not an estimate of KL(pi_theta || ref): the real KL is
+    `policy_kl` in policy/train.py, sampled from the policy itself."""
     ratio = torch.exp(logp - old_logp)
     log_ref_ratio = ref_logp - logp
     zero_std = (rewards.std(dim=-1, unbiased=True) == 0).float()
     return {
-        "kl": float((torch.exp(log_ref_ratio) - log_ref_ratio - 1).mean()),
+        "k3_on_candidates": float((torch.exp(log_ref_ratio) - log_ref_ratio - 1).mean()),
         "clip_frac": float(((ratio - 1).abs() > clip_eps).float().mean()),
+        "ratio_min": float(ratio.min()),
+        "ratio_max": float(ratio.max()),
         "frac_reward_zero_std": float(zero_std.mean()),
+        # Offline, the stored candidates' mean reward never moves; what moves is which of them the policy prefers:
+        # the reward of each group's candidates weighted by the policy's renormalised probabilities.
+        "reward_policy_weighted": float((torch.softmax(logp, dim=-1) * rewards).sum(dim=-1).mean()),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["accuracy_vs_shots", "history_plot", "ratio_histogram"]
+__all__ = ["accuracy_vs_shots", "history_plot", "ratio_histogram", "training_plot"]
 
 
 def _figure() -> Any:
@@ -24,9 +24,12 @@ def _png(fig: Any) -> bytes:
     return out.getvalue()
 
 
-def accuracy_vs_shots(eval_metrics: dict[str, dict[str, dict]]) -> bytes:
+def accuracy_vs_shots(eval_metrics: dict[str, dict[str, dict]], best_in_pool: dict[str, float] | None = None) -> bytes:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    if best_in_pool:
+        shots = sorted(best_in_pool, key=int)
+        ax.plot([int(k) for k in shots], [best_in_pool[k] for k in shots], "k:", label="best in pool (noise-free)")
     for system, by_shot in eval_metrics.items():
         if system == "zero-shot":
             m = by_shot["0"]
@@ -81,4 +84,28 @@ def history_plot(history: list[dict[str, Any]]) -> bytes:
     ax2.set_ylim(0, 100)  # a fixed scale: a zoomed axis makes noise look like progress
     ax.set_title("Balanced-set size and accuracy across runs")
     fig.legend(fontsize=8, loc="upper left")
+    return _png(fig)
+
+
+def training_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
+    """One panel per curve that explains training: SFT/RCE loss, GRPO reward, clip fraction, KL, flat groups."""
+    panels = [
+        (stage, name)
+        for stage, names in curves.items()
+        for name in names
+        if curves[stage][name] and name not in ("ratio_min", "ratio_max")
+    ]
+    plt = _figure()
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 2.6 * rows), squeeze=False)
+    for ax, (stage, name) in zip(axes.flat, panels, strict=False):
+        values = curves[stage][name]
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
+        ax.set_title(f"{stage}/{name}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
     return _png(fig)

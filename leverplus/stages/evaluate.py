@@ -2,6 +2,7 @@
 from the same per-query pools.
 
   policy      the trained selector (GRPO output), greedy; its first k picks, the first next to the query
+  policy-seedS the same training with seed S (rl.seeds > 1): the seed spread
   rce         the RCE selector GRPO started from, greedy
   sft         the starting selector, greedy
   random      uniform from the pool (seeded per question and shot count)
@@ -26,7 +27,7 @@ from leverplus.pools import check_shots, rank_by_similarity
 from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import eval_prefix, shard_key
+from leverplus.stages.layout import checkpoint_prefix, eval_prefix, shard_key
 from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["SYSTEMS", "run_eval"]
@@ -87,7 +88,9 @@ def run_eval(
     s = ctx.settings
     shots = [k for k in s.eval.shots if k > 0]
     longest = max(shots, default=0)
-    checkpoints = {"policy": policy_uri, "rce": rce_uri, "sft": sft_uri}
+    # Extra training seeds (rl.seeds) are evaluated too: the report's seed spread.
+    seeds = {f"policy-seed{k}": checkpoint_prefix(run_id, "grpo", k) for k in range(1, s.rl.seeds)}
+    checkpoints = {"policy": policy_uri, **seeds, "rce": rce_uri, "sft": sft_uri}
     selectors: dict[str, Selector] = {
         name: _policy_selector(ctx, load_policy(ctx.checkpoint_store(uri))[0], plan.split, longest)
         for name, uri in checkpoints.items()

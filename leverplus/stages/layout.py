@@ -1,9 +1,10 @@
 """Where everything lives in the store (DESIGN §4), in one place:
 
 features/<encoder>/<split>.safetensors
-rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json
+rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml
 rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
-runs/<run-id>/settings.yaml, sft-data/..., checkpoints/<stage>/..., eval/..., report/...
+runs/<run-id>/settings.yaml (local runner), settings/<stage>.yaml (every stage), sft-data/...,
+    checkpoints/<stage>/... and checkpoints/seed-<s>/<stage>/..., eval/..., report/...
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "round_prefix",
     "sft_prefix",
     "shard_key",
+    "stage_settings_key",
 ]
 
 BALANCED = "rl-data/balanced"
@@ -55,6 +57,12 @@ def _run(run_id: str) -> str:
     return f"runs/{check_id(run_id, 'run id')}"
 
 
+def stage_settings_key(stage: str, run_id: str | None = None, round_id: str | None = None) -> str:
+    """Where a stage records the resolved settings it ran with (every stage, under every executor)."""
+    prefix = _run(run_id) if run_id is not None else round_prefix(round_id or "")
+    return f"{prefix}/settings/{stage}.yaml"
+
+
 def sft_prefix(run_id: str) -> str:
     return f"{_run(run_id)}/sft-data"
 
@@ -63,8 +71,9 @@ def eval_prefix(run_id: str) -> str:
     return f"{_run(run_id)}/eval"
 
 
-def checkpoint_prefix(run_id: str, stage: str) -> str:
-    return f"{_run(run_id)}/checkpoints/{stage}"
+def checkpoint_prefix(run_id: str, stage: str, seed: int = 0) -> str:
+    """Seed 0 is the run's own checkpoint; extra training seeds (rl.seeds) live under checkpoints/seed-<s>/."""
+    return f"{_run(run_id)}/checkpoints/{stage}" if seed == 0 else f"{_run(run_id)}/checkpoints/seed-{seed}/{stage}"
 
 
 def report_prefix(run_id: str) -> str:

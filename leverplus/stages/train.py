@@ -80,7 +80,8 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
         seed=ctx.settings.run.seed,
         sink=curve,
     )
-    uri = _save(ctx, net, checkpoint_prefix(run_id, "sft"), curve, stage="sft", examples=len(examples))
+    prefix = checkpoint_prefix(run_id, "sft")
+    uri = _save(ctx, net, prefix, curve, stage="sft", examples=len(examples), **_training_settings(ctx))
     ctx.log.info("sft checkpoint written", uri=uri, examples=len(examples))
     return uri
 
@@ -112,46 +113,81 @@ def _load_init(ctx: StageContext, init: str) -> PointerSelector:
     return net.train()
 
 
+def _seed_init(ctx: StageContext, run_id: str, stage: str, init: str, seed: int) -> str:
+    """Where seed s starts: its own earlier checkpoint of `stage` when the run trained one (GRPO of seed s starts from
+    RCE of seed s), else the given init (all seeds of RCE start from the one SFT policy)."""
+    own = checkpoint_prefix(run_id, stage, seed)
+    return own if seed and ctx.store.exists(f"{own}/config.json") else init
+
+
 def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
     groups, data_version = _groups(ctx, version)
-    net = _load_init(ctx, init)
-    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
-    train_rce(
-        net,
-        groups,
-        train,
-        train,
-        epochs=rl.rce_epochs,
-        lr=rl.rce_lr,
-        tau_start=rl.rce_tau_start,
-        tau_end=rl.rce_tau_end,
-        batch_size=rl.batch_queries,
-        grad_clip=rl.grad_clip,
-        seed=ctx.settings.run.seed,
-        sink=curve,
-    )
-    uri = _save(
-        ctx,
-        net,
-        checkpoint_prefix(run_id, "rce"),
-        curve,
-        stage="rce",
-        init=init,
-        data_version=data_version,
-        reward_mode=rl.reward_mode,
-        queries=len(groups),
-    )
-    ctx.log.info("rce checkpoint written", uri=uri, data_version=data_version, queries=len(groups))
+    rl, train = ctx.settings.rl, ctx.features(ctx.settings.data.train_split)
+    uri = ""
+    for seed in range(rl.seeds):
+        net, curve = _load_init(ctx, init), _Curve()
+        train_rce(
+            net,
+            groups,
+            train,
+            train,
+            epochs=rl.rce_epochs,
+            lr=rl.rce_lr,
+            tau_start=rl.rce_tau_start,
+            tau_end=rl.rce_tau_end,
+            batch_size=rl.batch_queries,
+            grad_clip=rl.grad_clip,
+            seed=ctx.settings.run.seed + seed,
+            sink=curve,
+        )
+        written = _save(
+            ctx,
+            net,
+            checkpoint_prefix(run_id, "rce", seed),
+            curve,
+            stage="rce",
+            init=init,
+            data_version=data_version,
+            reward_mode=rl.reward_mode,
+            queries=len(groups),
+            seed=seed,
+            **_training_settings(ctx),
+        )
+        uri = uri or written
+        ctx.log.info("rce checkpoint written", uri=written, seed=seed, data_version=data_version, queries=len(groups))
     return uri
+
+
+def _training_settings(ctx: StageContext) -> dict[str, Any]:
+    """The training settings a checkpoint records, so the report reads them from artifacts, not its own settings."""
+    rl, sft = ctx.settings.rl, ctx.settings.sft
+    return {
+        "settings": {
+            "rl": rl.model_dump(mode="json"),
+            "sft": sft.model_dump(mode="json"),
+            "run_seed": ctx.settings.run.seed,
+        }
+    }
 
 
 def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
     groups, data_version = _groups(ctx, version)
-    net = _load_init(ctx, init)
-    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
-    prefix = checkpoint_prefix(run_id, "grpo")
     flat = sum(len(set(g.rewards)) == 1 for g in groups)
     ctx.log.info("grpo groups", groups=len(groups), zero_reward_variance=flat)
+    uri = ""
+    for seed in range(ctx.settings.rl.seeds):
+        start = _seed_init(ctx, run_id, "rce", init, seed)
+        written = _grpo_seed(ctx, run_id, start, groups, data_version, seed, flat)
+        uri = uri or written
+    return uri
+
+
+def _grpo_seed(
+    ctx: StageContext, run_id: str, init: str, groups: list[Group], data_version: str, seed: int, flat: int
+) -> str:
+    net = _load_init(ctx, init)
+    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
+    prefix = checkpoint_prefix(run_id, "grpo", seed)
     provenance = {
         "stage": "grpo",
         "init": init,
@@ -159,6 +195,8 @@ def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = No
         "reward_mode": rl.reward_mode,
         "queries": len(groups),
         "groups_zero_reward_variance": flat,
+        "seed": seed,
+        **_training_settings(ctx),
     }
 
     def checkpoint_epoch(epoch: int, model: PointerSelector) -> None:
@@ -175,10 +213,10 @@ def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = No
         clip_eps=rl.clip_eps,
         batch_size=rl.batch_queries,
         grad_clip=rl.grad_clip,
-        seed=ctx.settings.run.seed,
+        seed=ctx.settings.run.seed + seed,
         sink=curve,
         on_epoch_end=checkpoint_epoch,
     )
     uri = _save(ctx, net, prefix, curve, **provenance)
-    ctx.log.info("grpo checkpoint written", uri=uri, data_version=data_version)
+    ctx.log.info("grpo checkpoint written", uri=uri, seed=seed, data_version=data_version)
     return uri

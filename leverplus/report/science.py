@@ -1,0 +1,173 @@
+"""What the report computes beyond accuracies: corrected paired tests, the seed spread, noise-free ceilings of the
+simulated LVLM, per-epoch training curves, and provenance read from the artifacts that made the numbers.
+
+Each function reads the store through a StageContext and returns plain data for metrics.json and the document.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from leverplus.metrics import holm_paired
+from leverplus.records import EvalRecord, PlannedQuery
+from leverplus.stages.context import StageContext
+from leverplus.stages.layout import checkpoint_prefix
+
+__all__ = [
+    "COMPARED",
+    "checkpoint_configs",
+    "paired_families",
+    "seed_spread",
+    "sim_ceilings",
+    "training_curves",
+]
+
+COMPARED = ("sft", "rce", "similarity")  # what the trained policy is tested against, each across shot counts
+Grouped = dict[tuple[str, int], list[EvalRecord]]
+
+
+def paired_families(ctx: StageContext, grouped: Grouped, shots: list[int]) -> dict[str, dict[str, Any]]:
+    """Policy vs each of COMPARED on identical question ids, Holm-corrected across the shot counts."""
+    s, out = ctx.settings.eval, {}
+    for other in COMPARED:
+        family = {
+            str(k): (
+                {r.question_id: r.accuracy for r in grouped["policy", k]},
+                {r.question_id: r.accuracy for r in grouped[other, k]},
+            )
+            for k in shots
+            if ("policy", k) in grouped and (other, k) in grouped
+        }
+        if not family:
+            continue
+        results = holm_paired(family, s.bootstrap_samples, s.seed)
+        out[f"policy_vs_{other}"] = {
+            k: {
+                "delta": round(100 * r.delta, 2),
+                "ci": [round(100 * x, 2) for x in r.ci95],
+                "level": round(r.level, 4),
+                "p_value": round(r.p_value, 4),
+                "p_holm": round(r.p_holm, 4),
+                "significant": r.significant,
+            }
+            for k, r in results.items()
+        }
+    return out
+
+
+def seed_spread(eval_metrics: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+    """Per shot count: mean, sd, min and max of the policy's accuracy over its training seeds."""
+    seeds = [name for name in eval_metrics if name == "policy" or name.startswith("policy-seed")]
+    if len(seeds) < 2:
+        return {}
+    out = {}
+    for k in sorted(eval_metrics["policy"], key=int):
+        values = [eval_metrics[name][k]["accuracy"] for name in seeds if k in eval_metrics[name]]
+        out[k] = {
+            "seeds": len(values),
+            "mean": round(statistics.fmean(values), 2),
+            "sd": round(statistics.stdev(values), 2),
+            "min": min(values),
+            "max": max(values),
+        }
+    return out
+
+
+def sim_ceilings(
+    ctx: StageContext, split_name: str, questions: list[PlannedQuery], grouped: Grouped, shots: list[int]
+) -> dict[str, dict[str, Any]]:
+    """Noise-free expected accuracy (sim backend only) of every system's actual prompts, beside the best sequence
+    in each pool, random draws and the InfoScore teacher; and the share of the headroom over similarity that each
+    trained system captured. Empty for other backends, which cannot know their own expected accuracy."""
+    from leverplus.lvlm.ceilings import best_in_pool, mean_random
+    from leverplus.lvlm.sim import SimLVLM
+    from leverplus.stages.sft_data import infoscore_beams
+
+    if ctx.settings.lvlm.backend != "sim":
+        return {}
+    sim = ctx.lvlm
+    assert isinstance(sim, SimLVLM)
+    s = ctx.settings
+    train, split = ctx.split(s.data.train_split), ctx.split(split_name)
+    refs: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for q in questions:
+        query, pool = split[q.question_id], [train[i] for i in q.pool]
+        rng = np.random.default_rng([s.eval.seed, q.question_id])
+        for k in shots:
+            # The teacher at k shots: InfoScore's best beam of length k (what SFT imitates at sft.beam_length).
+            beams = infoscore_beams(query, pool, sim, s.sft.beam_width, k, s.sft.candidates, rng)
+            refs["InfoScore teacher"][k].append(sim.expected_accuracy(query, [train[i] for i in beams[0][0]]))
+            refs["best in pool"][k].append(best_in_pool(sim, query, pool, k))
+            refs["random (mean of 16 draws)"][k].append(mean_random(sim, query, pool, k, rng))
+    systems: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (system, k), records in grouped.items():
+        if k in shots and system not in ("random", "zero-shot"):
+            for r in records:
+                systems[system][k].append(sim.expected_accuracy(split[r.question_id], [train[i] for i in r.icd_ids]))
+    out: dict[str, dict[str, Any]] = {}
+    for k in shots:
+        row = {name: round(100 * float(np.mean(v[k])), 2) for name, v in {**refs, **systems}.items() if v[k]}
+        best, similar = row["best in pool"], row.get("similarity")
+        captured = {}
+        if similar is not None and best > similar:
+            captured = {
+                name: round((row[name] - similar) / (best - similar), 3)
+                for name in systems
+                if name not in ("similarity",) and name in row
+            }
+        out[str(k)] = {"expected_accuracy": row, "headroom_captured": captured}
+    return out
+
+
+def _epoch_means(rows: list[dict[str, float]], prefix: str, names: tuple[str, ...]) -> dict[str, list[float]]:
+    by_epoch: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        epoch = row.get(f"{prefix}/epoch")
+        if epoch is None:
+            continue
+        for name in names:
+            if f"{prefix}/{name}" in row:
+                by_epoch[int(epoch)][name].append(row[f"{prefix}/{name}"])
+    return {
+        name: [round(statistics.fmean(by_epoch[e][name]), 5) for e in sorted(by_epoch) if by_epoch[e][name]]
+        for name in names
+    }
+
+
+CURVES = {
+    "sft": ("loss",),
+    "rce": ("loss",),
+    "grpo": ("reward_policy_weighted", "clip_frac", "kl_sampled", "frac_reward_zero_std", "ratio_min", "ratio_max"),
+}
+
+
+def training_curves(ctx: StageContext, checkpoints: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """Per-epoch means of each training stage's logged metrics (metrics.jsonl beside its checkpoint, which is a
+    key in the store or a full URI)."""
+    out = {}
+    for stage, uri in checkpoints.items():
+        store = ctx.checkpoint_store(uri)
+        if stage not in CURVES or not store.exists("metrics.jsonl"):
+            continue
+        rows = [json.loads(line) for line in store.get_bytes("metrics.jsonl").decode().splitlines() if line]
+        out[stage] = _epoch_means(rows, stage, CURVES[stage])
+    return out
+
+
+def checkpoint_configs(ctx: StageContext, run_id: str) -> dict[str, dict[str, Any]]:
+    """The configs of the run's GRPO and RCE checkpoints and of the SFT policy RCE started from (keys: stage ->
+    config, with "uri" added): what the report reads training settings, data version and init from."""
+    out: dict[str, dict[str, Any]] = {}
+    for stage in ("grpo", "rce"):
+        key = f"{checkpoint_prefix(run_id, stage)}/config.json"
+        if ctx.store.exists(key):
+            out[stage] = {**json.loads(ctx.store.get_bytes(key)), "uri": checkpoint_prefix(run_id, stage)}
+    init = out.get("rce", {}).get("init")
+    if init and ctx.checkpoint_store(init).exists("config.json"):
+        out["sft"] = {**json.loads(ctx.checkpoint_store(init).get_bytes("config.json")), "uri": init}
+    return out
