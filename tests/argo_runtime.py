@@ -1,0 +1,285 @@
+"""A small interpreter of the Argo Workflows we generate, for tests: it runs workflows/*.yaml as written, the way
+the controller and the emissary executor would, on this machine.
+
+It resolves `workflowTemplateRef` (a CronWorkflow's workflowSpec included), workflow parameters and their defaults,
+`{{...}}` substitutions, `templateDefaults`, DAG `depends`, `when`, `withParam` over a step's stdout, retries, and
+builds each container's environment as Kubernetes does (envFrom ConfigMaps first, then `env`, which wins; Secret
+references; service-link variables unless the pod spec turns them off). Each container becomes a subprocess of its
+`command` + `args` — `leverplus` is the installed entry point, as in the image — with exactly that environment.
+
+It understands only the fields we use and refuses any other, so a new field in the generated YAML forces a
+deliberate decision here. Fields with no effect on one machine (resources, security contexts, GC, TTL, deadline,
+parallelism; a podSpecPatch is parsed and checked) are listed as accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KNOWN = {
+    "document": {"apiVersion", "kind", "metadata", "spec"},
+    "spec": {
+        "entrypoint",
+        "arguments",
+        "templates",
+        "templateDefaults",
+        "serviceAccountName",
+        "securityContext",
+        "podSpecPatch",
+        "parallelism",
+        "podGC",
+        "ttlStrategy",
+        "activeDeadlineSeconds",
+        "workflowTemplateRef",
+    },
+    "cron": {
+        "schedules",
+        "timezone",
+        "concurrencyPolicy",
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+        "workflowSpec",
+    },
+    "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag"},
+    "container": {"name", "image", "command", "args", "env", "envFrom", "resources", "securityContext"},
+    "task": {"name", "template", "depends", "withParam", "arguments", "when"},
+    "parameter": {"name", "value", "description"},
+    "env": {"name", "value", "valueFrom"},
+}
+VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
+
+
+class ArgoError(RuntimeError):
+    """What the controller would report: a workflow that cannot run, or a failed step."""
+
+
+def _check(kind: str, obj: dict, where: str) -> None:
+    unknown = set(obj) - KNOWN[kind]
+    if unknown:
+        raise ArgoError(f"{where}: field(s) {sorted(unknown)} not understood by the interpreter")
+
+
+@dataclass
+class Cluster:
+    """What the namespace holds besides the workflows: ConfigMaps, Secrets, Services (for service links)."""
+
+    config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    services: dict[str, int] = field(default_factory=dict)  # name -> port
+    templates: dict[str, dict] = field(default_factory=dict)  # WorkflowTemplates by name
+    entrypoint_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    base_env: dict[str, str] = field(default_factory=dict)
+    log: list[dict[str, Any]] = field(default_factory=list)  # one entry per container run
+
+    def install(self, doc: dict) -> None:
+        if doc["kind"] != "WorkflowTemplate":
+            raise ArgoError(f"cannot install a {doc['kind']} as a template")
+        self.templates[doc["metadata"]["name"]] = doc
+
+
+def _resolve(doc: dict, cluster: Cluster) -> tuple[dict, dict[str, str]]:
+    """The spec that runs and the workflow parameters' values before submit-time overrides."""
+    _check("document", doc, doc["kind"])
+    spec = doc["spec"]
+    if doc["kind"] == "CronWorkflow":
+        _check("cron", spec, "CronWorkflow.spec")
+        spec = spec["workflowSpec"]
+    _check("spec", spec, "spec")
+    params: dict[str, str | None] = {}
+    if "workflowTemplateRef" in spec:
+        ref = spec["workflowTemplateRef"]["name"]
+        if ref not in cluster.templates:
+            raise ArgoError(f"workflowTemplateRef: no WorkflowTemplate named {ref}")
+        base = cluster.templates[ref]["spec"]
+        _check("spec", base, f"WorkflowTemplate {ref}")
+        params |= _parameters(base)
+        params |= _parameters(spec)
+        spec = {**base, **{k: v for k, v in spec.items() if k not in ("workflowTemplateRef", "arguments")}}
+    else:
+        params |= _parameters(spec)
+    return spec, params  # type: ignore[return-value]
+
+
+def _parameters(spec: dict) -> dict[str, str | None]:
+    out = {}
+    for p in spec.get("arguments", {}).get("parameters", []):
+        _check("parameter", p, f"parameter {p.get('name')}")
+        out[p["name"]] = p.get("value")
+    return out
+
+
+def _substitute(text: str, scope: dict[str, str], where: str) -> str:
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in scope:
+            raise ArgoError(f"{where}: unresolved variable {{{{{name}}}}}")
+        return scope[name]
+
+    return VAR.sub(value, text)
+
+
+def _merge_container(defaults: dict, own: dict) -> dict:
+    merged = {**defaults, **own}
+    if "resources" in defaults and "resources" in own:  # a strategic merge, for the maps we use
+        merged["resources"] = {
+            k: {**defaults["resources"].get(k, {}), **own["resources"].get(k, {})}
+            for k in {*defaults["resources"], *own["resources"]}
+        }
+    return merged
+
+
+@dataclass
+class Run:
+    name: str
+    spec: dict
+    scope: dict[str, str]
+    cluster: Cluster
+    results: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)
+
+    def template(self, name: str) -> dict:
+        found = [t for t in self.spec["templates"] if t["name"] == name]
+        if not found:
+            raise ArgoError(f"no template named {name}")
+        _check("template", found[0], f"template {name}")
+        return found[0]
+
+    def environment(self, container: dict, where: str) -> dict[str, str]:
+        env = dict(self.cluster.base_env)
+        patch = json.loads(self.spec.get("podSpecPatch", "{}"))
+        if patch.get("enableServiceLinks", True):
+            for service, port in self.cluster.services.items():
+                prefix = service.upper().replace("-", "_")
+                env |= {f"{prefix}_SERVICE_HOST": "10.96.0.10", f"{prefix}_SERVICE_PORT": str(port)}
+                env |= {f"{prefix}_PORT": f"tcp://10.96.0.10:{port}"}
+        for source in container.get("envFrom", []):
+            ref = source["configMapRef"]
+            if ref["name"] not in self.cluster.config_maps:
+                if ref.get("optional"):
+                    continue
+                raise ArgoError(f"{where}: CreateContainerConfigError: configmap {ref['name']} not found")
+            env |= self.cluster.config_maps[ref["name"]]
+        for var in container.get("env", []):  # env wins over envFrom, as in Kubernetes
+            _check("env", var, f"{where} env {var['name']}")
+            if "value" in var:
+                env[var["name"]] = _substitute(var["value"], self.scope, where)
+                continue
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = self.cluster.secrets.get(ref["name"])
+            if secret is None or ref["key"] not in secret:
+                raise ArgoError(f"{where}: CreateContainerConfigError: secret {ref['name']}/{ref['key']} not found")
+            env[var["name"]] = secret[ref["key"]]
+        return env
+
+    def run_container(self, template: dict, inputs: dict[str, str]) -> str:
+        where = f"{self.name}/{template['name']}"
+        scope = {**self.scope, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
+        wanted = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        if wanted != set(inputs):
+            raise ArgoError(f"{where}: inputs {sorted(inputs)} given, {sorted(wanted)} wanted")
+        container = _merge_container(self.spec.get("templateDefaults", {}).get("container", {}), template["container"])
+        _check("container", container, where)
+        if "podSpecPatch" in template:
+            json.loads(_substitute(template["podSpecPatch"], scope, where))  # the kubelet would reject bad JSON
+        if not container.get("command"):
+            raise ArgoError(f"{where}: no command: the executor would look the image's ENTRYPOINT up in a registry")
+        argv = [_substitute(a, scope, where) for a in [*container["command"], *container.get("args", [])]]
+        executable = self.cluster.entrypoint_dir / argv[0]
+        if not executable.exists():
+            raise ArgoError(f"{where}: {argv[0]} is not in the image")
+        env = self.environment(container, where)
+        attempts = int(template.get("retryStrategy", {}).get("limit", 0)) + 1
+        for _ in range(attempts):
+            proc = subprocess.run([str(executable), *argv[1:]], env=env, capture_output=True, text=True, timeout=600)
+            self.cluster.log.append({"node": where, "argv": argv, "env": env, "rc": proc.returncode})
+            if proc.returncode == 0:
+                return proc.stdout.strip()
+        raise ArgoError(f"{where} failed after {attempts} attempt(s): {proc.stderr.strip()[-800:]}")
+
+    def run_dag(self, template: dict) -> None:
+        tasks = {t["name"]: t for t in template["dag"]["tasks"]}
+        for task in tasks.values():
+            _check("task", task, f"task {task['name']}")
+        pending = list(tasks)
+        while pending:
+            ready = [n for n in pending if all(d in self.phases for d in _deps(tasks[n]))]
+            if not ready:
+                raise ArgoError(f"DAG stuck: {pending} wait for tasks that never ran")
+            for name in ready:
+                pending.remove(name)
+                self.phases[name] = self.run_task(tasks[name])
+
+    def run_task(self, task: dict) -> str:
+        deps = _deps(task)
+        if any(self.phases[d] == "Failed" for d in deps):
+            raise ArgoError(f"task {task['name']}: a dependency failed")
+        scope = {**self.scope, **{f"tasks.{d}.outputs.result": self.results.get(d, "") for d in deps}}
+        if "when" in task and not _when(_substitute(task["when"], scope, f"task {task['name']} when")):
+            return "Skipped"
+        template = self.template(task["template"])
+        items: list[Any] = [None]
+        if "withParam" in task:
+            items = json.loads(_substitute(task["withParam"], scope, f"task {task['name']} withParam"))
+
+        def run_item(item: Any) -> str:
+            item_scope = {**scope, **({"item": str(item)} if item is not None else {})}
+            args = {
+                p["name"]: _substitute(p["value"], item_scope, f"task {task['name']}")
+                for p in task.get("arguments", {}).get("parameters", [])
+            }
+            return self.run_container(template, args)
+
+        # Fan-out items run at once, up to the workflow's parallelism (and this machine's cores).
+        workers = max(1, min(len(items), int(self.spec.get("parallelism", 1)), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            outputs = list(pool.map(run_item, items))
+        self.results[task["name"]] = outputs[0] if "withParam" not in task else json.dumps(outputs)
+        return "Succeeded"
+
+
+def _deps(task: dict) -> list[str]:
+    depends = task.get("depends", "")
+    if depends and not re.fullmatch(r"[\w-]+( && [\w-]+)*", depends):
+        raise ArgoError(f"task {task['name']}: depends expression {depends!r} not understood")
+    return depends.split(" && ") if depends else []
+
+
+def _when(expression: str) -> bool:
+    match = re.fullmatch(r"\s*(\S+)\s*==\s*(\S+)\s*", expression)
+    if not match:
+        raise ArgoError(f"when expression {expression!r} not understood")
+    return match.group(1) == match.group(2)
+
+
+def submit(doc: dict, cluster: Cluster, name: str, parameters: dict[str, str] | None = None) -> Run:
+    """Run a Workflow, a WorkflowTemplate (as `argo submit --from`) or a CronWorkflow's workflowSpec to the end."""
+    spec, params = _resolve(doc, cluster)
+    for key, value in (parameters or {}).items():
+        if key not in params:
+            raise ArgoError(f"parameter {key} is not declared by the workflow")
+        params[key] = value
+    missing = [k for k, v in params.items() if v is None]
+    if missing:
+        raise ArgoError(f"parameters {missing} have no value")
+    scope = {"workflow.name": name, **{f"workflow.parameters.{k}": str(v) for k, v in params.items()}}
+    run = Run(name, spec, scope, cluster)
+    entry = run.template(spec["entrypoint"])
+    if "dag" in entry:
+        run.run_dag(entry)
+    else:
+        run.run_container(entry, {})
+    return run
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """What a container starts with before the pod spec's variables: a PATH, a HOME."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "OMP_NUM_THREADS": "1"}

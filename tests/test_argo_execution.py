@@ -1,0 +1,146 @@
+"""Execute the committed Argo YAML as the controller would (tests/argo_runtime.py), against a real S3 server on
+127.0.0.1: the sft and balanced-v3 WorkflowTemplates and the nightly CronWorkflow's workflowSpec complete, and give
+the same balanced sets as `leverplus run` with the same settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.argo_runtime import ArgoError, Cluster, base_env, submit
+from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+# Embedded-size settings, shrunk like test_pipeline's TINY so three workflows and two local runs fit in ~2 minutes.
+SETTINGS = {
+    "LEVERPLUS_DATA__NAME": "synthetic",
+    "LEVERPLUS_LVLM__BACKEND": "sim",
+    "LEVERPLUS_FEATURES__ENCODER": "simple",
+    "LEVERPLUS_POOL__SIZE": "16",
+    "LEVERPLUS_RL__TARGET_NEW_QUERIES": "30",
+    "LEVERPLUS_RL__PRIOR_ACCEPTANCE_RATE": "0.25",
+    "LEVERPLUS_RL__SHARD_SIZE": "60",
+    "LEVERPLUS_RL__RCE_EPOCHS": "2",
+    "LEVERPLUS_RL__GRPO_EPOCHS": "2",
+    "LEVERPLUS_RL__RETRAIN_GROWTH": "0.2",
+    "LEVERPLUS_SFT__ANCHORS": "60",
+    "LEVERPLUS_SFT__CANDIDATES": "8",
+    "LEVERPLUS_SFT__EPOCHS": "5",
+    "LEVERPLUS_EVAL__NUM_QUESTIONS": "60",
+    "LEVERPLUS_EVAL__SHOTS": "[1, 2]",
+    "LEVERPLUS_EVAL__BOOTSTRAP_SAMPLES": "100",
+}
+NO_GPU = {"gpu-pod-patch": "{}"}
+
+
+def _doc(rel: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / rel).read_text())
+
+
+def _balanced(client, bucket: str, prefix: str, version: int) -> list[dict]:
+    body = client.get_object(Bucket=bucket, Key=f"{prefix}/rl-data/balanced/v{version}.jsonl")["Body"].read()
+    groups = [json.loads(line) for line in body.decode().splitlines()]
+    return [{k: v for k, v in g.items() if k != "round_id"} for g in groups]  # round ids are names, not data
+
+
+@pytest.fixture
+def world_bucket(s3_env) -> tuple[str, str]:
+    from leverplus.config import StoreSettings
+    from leverplus.data.synth import synthesize
+    from leverplus.store import open_store
+
+    bucket = s3_env.new_bucket()
+    root = f"s3://{bucket}/datasets/synthetic"
+    synthesize(open_store(root, StoreSettings(endpoint_url=s3_env.endpoint)), 0, {"train": 600, "val": 120})
+    return bucket, root
+
+
+@pytest.mark.slow
+def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runner(
+    s3_env, world_bucket: tuple[str, str], tmp_path: Path
+) -> None:
+    bucket, data_root = world_bucket
+    common = {**SETTINGS, "LEVERPLUS_DATA__ROOT": data_root, "LEVERPLUS_STORE__ENDPOINT_URL": s3_env.endpoint}
+    cluster = Cluster(
+        config_maps={"leverplus-settings": {**common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/argo"}},
+        secrets={"leverplus-s3": {"access-key-id": S3_ACCESS_KEY, "secret-access-key": S3_SECRET_KEY}},
+        services={"leverplus-minio": 9000, "minio": 9000},
+        base_env=base_env(tmp_path),
+    )
+    for path in sorted((WORKFLOWS / "templates").glob("*.yaml")):
+        cluster.install(yaml.safe_load(path.read_text()))
+
+    submit(cluster.templates["sft"], cluster, "sft", NO_GPU)
+    submit(cluster.templates["balanced-v3"], cluster, "bv3", {**NO_GPU, "sft-checkpoint": "runs/sft/checkpoints/sft"})
+    nightly = submit(_doc("nightly-data-growth.yaml"), cluster, "nightly-1", NO_GPU)
+    assert nightly.results["growth-check"] in ("true", "false")
+    # Every container ran `leverplus` with the settings from the ConfigMap and the credentials from the Secret.
+    assert all(entry["argv"][0] == "leverplus" and entry["rc"] == 0 for entry in cluster.log)
+    assert all(entry["env"]["AWS_ACCESS_KEY_ID"] == S3_ACCESS_KEY for entry in cluster.log)
+    assert not [e for e in cluster.log if "LEVERPLUS_MINIO_SERVICE_HOST" in e["env"]]  # enableServiceLinks: false
+    fanned = [e["argv"] for e in cluster.log if e["argv"][1] == "score"]
+    assert len(fanned) >= 2  # one per shard id that the plan step printed, in both rounds
+
+    env = {**base_env(tmp_path), **common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/local"}
+    env |= {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
+    for args in (
+        ["balanced-v3"],
+        ["data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "leverplus", "run", *args, "--profile", "none", "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    client = s3_env.client()
+    for version in (1, 2):
+        argo = _balanced(client, bucket, "argo", version)
+        local = _balanced(client, bucket, "local", version)
+        assert argo and argo == local, f"balanced set v{version} differs between Argo and the local runner"
+    report = client.list_objects_v2(Bucket=bucket, Prefix="argo/runs/bv3/report/manifest.json")
+    assert report.get("KeyCount") == 1  # the balanced-v3 workflow reached its report
+
+
+def test_the_interpreter_refuses_what_a_controller_would_trip_on(tmp_path: Path) -> None:
+    """Each audit item that a real controller would hit makes the interpreter fail too."""
+    doc = _doc("templates/sft.yaml")
+    cluster = Cluster(base_env=base_env(tmp_path))
+    features = next(t for t in doc["spec"]["templates"] if t["name"] == "features")
+    # A settings ConfigMap that is missing stops the pod (it is not optional).
+    with pytest.raises(ArgoError, match="configmap leverplus-settings not found"):
+        submit(doc, cluster, "x", NO_GPU)
+    # A container without a command: the executor would ask a registry for the ENTRYPOINT.
+    cluster.config_maps["leverplus-settings"] = {}
+    cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    no_command = json.loads(json.dumps(doc))
+    next(t for t in no_command["spec"]["templates"] if t["name"] == "features")["container"].pop("command")
+    with pytest.raises(ArgoError, match="no command"):
+        submit(no_command, cluster, "x", NO_GPU)
+    # A field the interpreter does not know (here: retry affinity) is refused, not ignored.
+    features["retryStrategy"]["affinity"] = {"nodeAntiAffinity": {}}
+    features["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
+    with pytest.raises(ArgoError, match="not understood"):
+        submit(doc, cluster, "x", NO_GPU)
+
+
+def test_env_wins_over_envfrom_as_in_kubernetes(tmp_path: Path) -> None:
+    from tests.argo_runtime import Run
+
+    cluster = Cluster(config_maps={"s": {"LEVERPLUS_DATA__NAME": "synthetic"}}, base_env={})
+    run = Run("x", {"podSpecPatch": '{"enableServiceLinks":false}'}, {"workflow.parameters.d": "vqav2"}, cluster)
+    container = {
+        "envFrom": [{"configMapRef": {"name": "s"}}],
+        "env": [{"name": "LEVERPLUS_DATA__NAME", "value": "{{workflow.parameters.d}}"}],
+    }
+    assert run.environment(container, "x")["LEVERPLUS_DATA__NAME"] == "vqav2"  # why settings never ride as env
