@@ -76,6 +76,10 @@ class ArgoOptions:
     memory: str = "4Gi"  # request = limit
     ephemeral_storage: str = "2Gi"  # request = limit
     run_as_user: int = 10001  # the Dockerfile's non-root user
+    # GPU steps mount the model cache (a PVC named by the model-cache-claim parameter) here; the settings ConfigMap
+    # points lvlm.cache_dir (and HF_HOME) into it, so each node syncs the LVLM once instead of once per pod.
+    model_cache_path: str = "/cache/models"
+    model_cache_claim: str = "leverplus-models"
     labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "leverplus"})
 
 
@@ -111,6 +115,7 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
         args=step.render(PLACEHOLDERS, item=PLACEHOLDERS["item"]),
         inputs=[Parameter(name="shard")] if shard_step else None,
         pod_spec_patch="{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None,
+        volume_mounts=[m.VolumeMount(name="model-cache", mount_path=opts.model_cache_path)] if step.gpu else None,
         # Retry the step, not the DAG (a DAG retry would re-run every item). No node anti-affinity: Argo turns it
         # into a *required* "not this node" rule, and on a one-node cluster the retry would never schedule.
         retry_strategy=RetryStrategy(
@@ -121,10 +126,16 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
     )
 
 
-def _arguments(pipeline: Pipeline) -> list[Any]:
+def _arguments(pipeline: Pipeline, opts: ArgoOptions) -> list[Any]:
     from hera.workflows import Parameter
 
-    params = []
+    params = [
+        Parameter(
+            name="model-cache-claim",
+            value=opts.model_cache_claim,
+            description=f"PVC mounted at {opts.model_cache_path} in GPU steps (lvlm.cache_dir): a model sync per node",
+        )
+    ]
     if "sft_checkpoint" in pipeline.params:
         params.append(Parameter(name="sft-checkpoint", description=pipeline.params["sft_checkpoint"]))
     params.append(
@@ -175,6 +186,14 @@ def _spec_options(opts: ArgoOptions) -> dict[str, Any]:
         "security_context": pod_security,
         # Services in the namespace would inject LEVERPLUS_*_SERVICE_HOST-style variables into every pod.
         "pod_spec_patch": json.dumps({"enableServiceLinks": False}, separators=(",", ":")),
+        "volumes": [
+            m.Volume(
+                name="model-cache",
+                persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
+                    claim_name="{{workflow.parameters.model-cache-claim}}"
+                ),
+            )
+        ],
         "parallelism": opts.parallelism,
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=opts.ttl_days * 86400),
@@ -189,7 +208,7 @@ def build_workflow(pipeline: Pipeline, opts: ArgoOptions, template: bool = True)
 
     naming = {"name": pipeline.name} if template else {"generate_name": f"{pipeline.name}-"}
     cls = WorkflowTemplate if template else Workflow
-    arguments = [Parameter(name="image", value=opts.image), *_arguments(pipeline)]
+    arguments = [Parameter(name="image", value=opts.image), *_arguments(pipeline, opts)]
     with cls(
         entrypoint="main",
         arguments=arguments,

@@ -39,6 +39,7 @@ KNOWN = {
         "ttlStrategy",
         "activeDeadlineSeconds",
         "workflowTemplateRef",
+        "volumes",
     },
     "cron": {
         "schedules",
@@ -50,7 +51,7 @@ KNOWN = {
         "workflowSpec",
     },
     "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag"},
-    "container": {"name", "image", "command", "args", "env", "envFrom", "resources", "securityContext"},
+    "container": {"name", "image", "command", "args", "env", "envFrom", "resources", "securityContext", "volumeMounts"},
     "task": {"name", "template", "depends", "withParam", "arguments", "when"},
     "parameter": {"name", "value", "description"},
     "env": {"name", "value", "valueFrom"},
@@ -75,6 +76,7 @@ class Cluster:
     config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     services: dict[str, int] = field(default_factory=dict)  # name -> port
+    claims: set[str] = field(default_factory=set)  # PersistentVolumeClaims
     templates: dict[str, dict] = field(default_factory=dict)  # WorkflowTemplates by name
     entrypoint_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     base_env: dict[str, str] = field(default_factory=dict)
@@ -180,6 +182,17 @@ class Run:
             env[var["name"]] = secret[ref["key"]]
         return env
 
+    def check_mounts(self, container: dict, scope: dict[str, str], where: str) -> None:
+        """A mount must name a workflow volume; a PVC that does not exist keeps the pod Pending forever."""
+        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes.get(mount["name"])
+            if volume is None or set(volume) != {"name", "persistentVolumeClaim"}:
+                raise ArgoError(f"{where}: volume {mount['name']} is not a workflow PVC volume")
+            claim = _substitute(volume["persistentVolumeClaim"]["claimName"], scope, where)
+            if claim not in self.cluster.claims:
+                raise ArgoError(f"{where}: pod stays Pending: persistentvolumeclaim {claim!r} not found")
+
     def run_container(self, template: dict, inputs: dict[str, str]) -> str:
         where = f"{self.name}/{template['name']}"
         scope = {**self.scope, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
@@ -196,6 +209,7 @@ class Run:
         executable = self.cluster.entrypoint_dir / argv[0]
         if not executable.exists():
             raise ArgoError(f"{where}: {argv[0]} is not in the image")
+        self.check_mounts(container, scope, where)
         env = self.environment(container, where)
         attempts = int(template.get("retryStrategy", {}).get("limit", 0)) + 1
         for _ in range(attempts):

@@ -71,6 +71,7 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
         config_maps={"leverplus-settings": {**common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/argo"}},
         secrets={"leverplus-s3": {"access-key-id": S3_ACCESS_KEY, "secret-access-key": S3_SECRET_KEY}},
         services={"leverplus-minio": 9000, "minio": 9000},
+        claims={"leverplus-models"},
         base_env=base_env(tmp_path),
     )
     for path in sorted((WORKFLOWS / "templates").glob("*.yaml")):
@@ -117,12 +118,16 @@ def test_the_interpreter_refuses_what_a_controller_would_trip_on(tmp_path: Path)
     doc = _doc("templates/sft.yaml")
     cluster = Cluster(base_env=base_env(tmp_path))
     features = next(t for t in doc["spec"]["templates"] if t["name"] == "features")
+    # The model cache PVC must exist, or GPU pods stay Pending.
+    with pytest.raises(ArgoError, match="persistentvolumeclaim 'leverplus-models' not found"):
+        submit(doc, cluster, "x", NO_GPU)
+    cluster.claims.add("leverplus-models")
     # A settings ConfigMap that is missing stops the pod (it is not optional).
     with pytest.raises(ArgoError, match="configmap leverplus-settings not found"):
         submit(doc, cluster, "x", NO_GPU)
-    # A container without a command: the executor would ask a registry for the ENTRYPOINT.
     cluster.config_maps["leverplus-settings"] = {}
     cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    # A container without a command: the executor would ask a registry for the ENTRYPOINT.
     no_command = json.loads(json.dumps(doc))
     next(t for t in no_command["spec"]["templates"] if t["name"] == "features")["container"].pop("command")
     with pytest.raises(ArgoError, match="no command"):

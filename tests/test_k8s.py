@@ -36,6 +36,7 @@ def test_kustomization_renders_valid_objects(k8s_objects: list[dict]) -> None:
         "Job",
         "Namespace",
         "PersistentVolumeClaim",
+        "PersistentVolumeClaim",
         "Role",
         "RoleBinding",
         "Service",
@@ -161,6 +162,7 @@ def test_chart_cron_agrees_with_the_generated_cron() -> None:
     template = yaml.safe_load((ROOT / "workflows" / "templates" / "data-growth.yaml").read_text())
     assert set(passed) <= {p["name"] for p in template["spec"]["arguments"]["parameters"]}
     assert passed["gpu-pod-patch"] == "{}" and passed["image"] == values["image"]
+    assert passed["model-cache-claim"] == values["modelCache"]["claimName"]
 
 
 def test_dockerfile_contract() -> None:
@@ -175,3 +177,21 @@ def test_dockerfile_contract() -> None:
     assert not re.search(r"^COPY .*README.*\n(.*\n)*?RUN .*pip install \. ", text, flags=re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "leverplus-store", "leverplus-logs"} <= set(ignored)
+
+
+def test_the_model_cache_is_mounted_where_the_settings_point(k8s_objects: list[dict]) -> None:
+    """GPU steps mount the model-cache PVC (a parameter) at the path that lvlm.cache_dir names, on kind (k8s/) and
+    through the chart alike: each node then syncs the LVLM once, not once per pod."""
+    from leverplus.argo import ArgoOptions
+
+    path = ArgoOptions().model_cache_path
+    settings = next(o for o in k8s_objects if o["kind"] == "ConfigMap")["data"]
+    assert settings["LEVERPLUS_LVLM__CACHE_DIR"] == path and settings["HF_HOME"].startswith(path + "/")
+    claims = {o["metadata"]["name"] for o in k8s_objects if o["kind"] == "PersistentVolumeClaim"}
+    assert ArgoOptions().model_cache_claim in claims
+    chart_settings = (CHART / "templates" / "settings-configmap.yaml").read_text()
+    assert f'LEVERPLUS_LVLM__CACHE_DIR: "{path}"' in chart_settings
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    pvc = _render_simple_template((CHART / "templates" / "model-cache-pvc.yaml").read_text(), values)
+    assert pvc["metadata"]["name"] == values["modelCache"]["claimName"] == ArgoOptions().model_cache_claim
+    kubernetes_validate.validate(pvc, K8S_VERSION, strict=True)

@@ -309,3 +309,19 @@ def test_pods_pass_pod_security_restricted_and_have_no_service_links() -> None:
     broken["templateDefaults"]["container"]["securityContext"]["allowPrivilegeEscalation"] = True
     template = _step_templates({"spec": broken})[0]
     assert restricted_pod_violations(broken, template) == ["seccompProfile", "allowPrivilegeEscalation"]
+
+
+def test_gpu_steps_mount_the_model_cache_named_by_a_parameter() -> None:
+    from leverplus.argo import ArgoOptions
+
+    opts = ArgoOptions()
+    for rel, doc in _workflow_docs().items():
+        spec = doc["spec"]
+        claim = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
+        assert claim == {"model-cache": "{{workflow.parameters.model-cache-claim}}"}, rel
+        params = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
+        assert params["model-cache-claim"] == opts.model_cache_claim
+        for template in _step_templates(doc):
+            mounts = template["container"].get("volumeMounts", [])
+            gpu = "podSpecPatch" in template
+            assert (mounts == [{"name": "model-cache", "mountPath": opts.model_cache_path}]) == gpu, rel
