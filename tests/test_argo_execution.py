@@ -79,7 +79,7 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
 
     submit(cluster.templates["sft"], cluster, "sft", NO_GPU)
     submit(cluster.templates["balanced-v3"], cluster, "bv3", {**NO_GPU, "sft-checkpoint": "runs/sft/checkpoints/sft"})
-    nightly = submit(_doc("nightly-data-growth.yaml"), cluster, "nightly-1", NO_GPU)
+    nightly = submit(_doc("nightly-data-growth-cpu.yaml"), cluster, "nightly-1")  # as `kubectl apply`-ed on kind
     assert nightly.results["growth-check"] in ("true", "false")
     # Every container ran `leverplus` with the settings from the ConfigMap and the credentials from the Secret.
     assert all(entry["argv"][0] == "leverplus" and entry["rc"] == 0 for entry in cluster.log)

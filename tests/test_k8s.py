@@ -119,7 +119,8 @@ def test_chart_embeds_the_generated_templates_and_helm_never_sees_argo_expressio
 
 
 def _render_simple_template(text: str, values: dict) -> dict:
-    """Enough of Helm for the chart's simple templates: .Values lookups (optionally | quote), if/end lines."""
+    """Enough of Helm for the chart's simple templates (where no real helm is installed): .Values lookups (optionally
+    | toJson, | quote) and `{{- if .Values.x }}` / `{{- else }}` / `{{- end }}` lines."""
 
     def lookup(path: str) -> object:
         node: object = values
@@ -127,7 +128,16 @@ def _render_simple_template(text: str, values: dict) -> dict:
             node = node[part]  # type: ignore[index]
         return node
 
-    lines = [line for line in text.splitlines() if not re.match(r"\s*\{\{-? (if|end)", line)]
+    lines, keep = [], [True]
+    for line in text.splitlines():
+        if m := re.match(r"\s*\{\{-? if \.Values\.([\w.]+) \}\}", line):
+            keep.append(keep[-1] and bool(lookup(m.group(1))))
+        elif re.match(r"\s*\{\{-? else \}\}", line):
+            keep[-1] = not keep[-1] and keep[-2]
+        elif re.match(r"\s*\{\{-? end \}\}", line):
+            keep.pop()
+        elif keep[-1]:
+            lines.append(line)
 
     def render(match: re.Match) -> str:
         value = lookup(match.group(1))
@@ -143,10 +153,10 @@ def test_chart_cron_agrees_with_the_generated_cron() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     from leverplus.argo import GPU_POD_PATCH
 
-    # The chart's default GPU patch is the workflows' default; `--set-json nightly.gpuPodPatch='{}'` (an object,
-    # as the schema wants: `--set ...='{}'` would be parsed as a list) runs the GPU steps on CPU.
+    # The chart's default GPU patch is the workflows' default; `--set nightly.gpu=false` runs the GPU steps on CPU
+    # (a map value cannot be emptied with --set-json: Helm merges it into the default).
     assert values["nightly"]["gpuPodPatch"] == json.loads(GPU_POD_PATCH)
-    values["nightly"] = {**values["nightly"], "enabled": True, "gpuPodPatch": {}}
+    values["nightly"] = {**values["nightly"], "enabled": True, "gpu": False}
     jsonschema.validate(values, _values_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**values, "nightly": {**values["nightly"], "gpuPodPatch": []}}, _values_schema())
