@@ -72,7 +72,7 @@ def _dev_queries(ctx, run_id: str, n: int) -> list[Group]:  # noqa: ANN001
 
 def main() -> None:
     from leverplus.stages.context import StageContext
-    from leverplus.stages.train import _groups
+    from leverplus.stages.train import _groups, grpo_options, rce_options
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="leverplus-store")
@@ -86,20 +86,7 @@ def main() -> None:
     dev = _dev_queries(ctx, args.run, args.dev)
     sft = load_policy(ctx.checkpoint_store(f"runs/{args.run}/checkpoints/sft"))[0]
     quiet = lambda step, metrics: None  # noqa: E731
-    rce = train_rce(
-        copy.deepcopy(sft).train(),
-        fit,
-        feats,
-        feats,
-        epochs=rl.rce_epochs,
-        lr=rl.rce_lr,
-        tau_start=rl.rce_tau_start,
-        tau_end=rl.rce_tau_end,
-        batch_size=rl.batch_queries,
-        grad_clip=rl.grad_clip,
-        seed=0,
-        sink=quiet,
-    )
+    rce = train_rce(copy.deepcopy(sft).train(), fit, feats, feats, **rce_options(rl, 0), sink=quiet)
     print(f"balanced set {version}: {len(fit)} queries to train on; {len(dev)} dev queries (unscored train questions)")
     print("| policy | " + " | ".join(f"dev shot {k}" for k in SHOTS) + " | mean | seconds |")
     print("|---|" + "---|" * (len(SHOTS) + 2))
@@ -107,20 +94,7 @@ def main() -> None:
     seconds = {"SFT": 0.0, "RCE": 0.0}
     for lr in args.lrs:
         start = time.monotonic()
-        grpo = train_grpo(
-            copy.deepcopy(rce).train(),
-            fit,
-            feats,
-            feats,
-            epochs=rl.grpo_epochs,
-            lr=lr,
-            beta=rl.kl_beta,
-            clip_eps=rl.clip_eps,
-            batch_size=rl.batch_queries,
-            grad_clip=rl.grad_clip,
-            seed=0,
-            sink=quiet,
-        )
+        grpo = train_grpo(copy.deepcopy(rce).train(), fit, feats, feats, **grpo_options(rl, 0, lr), sink=quiet)
         rows[f"RCE -> GRPO lr {lr:g}"] = dev_accuracy(ctx, grpo, dev)
         seconds[f"RCE -> GRPO lr {lr:g}"] = time.monotonic() - start
     for name, acc in rows.items():

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from leverplus.config import RLSettings
 from leverplus.errors import DataError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
@@ -21,7 +22,7 @@ from leverplus.stages.filter import load_balanced
 from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
-__all__ = ["run_grpo", "run_rce", "run_sft"]
+__all__ = ["grpo_options", "rce_options", "run_grpo", "run_rce", "run_sft"]
 
 
 class _Curve:
@@ -113,6 +114,32 @@ def _load_init(ctx: StageContext, init: str) -> PointerSelector:
     return net.train()
 
 
+def rce_options(rl: RLSettings, seed: int) -> dict[str, Any]:
+    """train_rce's keyword arguments from the settings (one place, for the stage and the benchmarks)."""
+    return {
+        "epochs": rl.rce_epochs,
+        "lr": rl.rce_lr,
+        "tau_start": rl.rce_tau_start,
+        "tau_end": rl.rce_tau_end,
+        "batch_size": rl.batch_queries,
+        "grad_clip": rl.grad_clip,
+        "seed": seed,
+    }
+
+
+def grpo_options(rl: RLSettings, seed: int, lr: float | None = None) -> dict[str, Any]:
+    """train_grpo's keyword arguments from the settings; `lr` overrides rl.grpo_lr (the dev sweep)."""
+    return {
+        "epochs": rl.grpo_epochs,
+        "lr": rl.grpo_lr if lr is None else lr,
+        "beta": rl.kl_beta,
+        "clip_eps": rl.clip_eps,
+        "batch_size": rl.batch_queries,
+        "grad_clip": rl.grad_clip,
+        "seed": seed,
+    }
+
+
 def _seed_init(ctx: StageContext, run_id: str, stage: str, init: str, seed: int) -> str:
     """Where seed s starts: its own earlier checkpoint of `stage` when the run trained one (GRPO of seed s starts from
     RCE of seed s), else the given init (all seeds of RCE start from the one SFT policy)."""
@@ -126,20 +153,7 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
     uri = ""
     for seed in range(rl.seeds):
         net, curve = _load_init(ctx, init), _Curve()
-        train_rce(
-            net,
-            groups,
-            train,
-            train,
-            epochs=rl.rce_epochs,
-            lr=rl.rce_lr,
-            tau_start=rl.rce_tau_start,
-            tau_end=rl.rce_tau_end,
-            batch_size=rl.batch_queries,
-            grad_clip=rl.grad_clip,
-            seed=ctx.settings.run.seed + seed,
-            sink=curve,
-        )
+        train_rce(net, groups, train, train, **rce_options(rl, ctx.settings.run.seed + seed), sink=curve)
         written = _save(
             ctx,
             net,
@@ -202,21 +216,8 @@ def _grpo_seed(
     def checkpoint_epoch(epoch: int, model: PointerSelector) -> None:
         _save(ctx, model, f"{prefix}/epoch-{epoch + 1:03d}", curve, epoch=epoch + 1, **provenance)
 
-    train_grpo(
-        net,
-        groups,
-        train,
-        train,
-        epochs=rl.grpo_epochs,
-        lr=rl.grpo_lr,
-        beta=rl.kl_beta,
-        clip_eps=rl.clip_eps,
-        batch_size=rl.batch_queries,
-        grad_clip=rl.grad_clip,
-        seed=ctx.settings.run.seed + seed,
-        sink=curve,
-        on_epoch_end=checkpoint_epoch,
-    )
+    options = grpo_options(rl, ctx.settings.run.seed + seed)
+    train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=checkpoint_epoch)
     uri = _save(ctx, net, prefix, curve, **provenance)
     ctx.log.info("grpo checkpoint written", uri=uri, seed=seed, data_version=data_version)
     return uri
