@@ -129,7 +129,7 @@ DATA_GROWTH = Pipeline(
     },
     steps=(
         *_data_round("{sft_checkpoint}"),
-        Step("growth-check", ("growth-check",), depends=("filter",)),
+        Step("growth-check", ("growth-check", *RUN_ARGS), depends=("filter",)),
         *_train_and_evaluate("growth-check", when=("growth-check", "true")),
     ),
 )

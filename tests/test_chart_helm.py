@@ -120,3 +120,17 @@ def test_the_readmes_helm_commands_render() -> None:
         proc = _helm("template", release, str(ROOT / chart), *flags)
         assert proc.returncode == 0, f"{shlex.join(argv)}: {proc.stderr}"
         _validate([d for d in yaml.safe_load_all(proc.stdout) if d])
+
+
+def test_k8s_is_the_kustomize_equivalent_of_the_chart() -> None:
+    """Two install paths, never both: each creates the same application objects (RBAC once, the settings
+    ConfigMap, the model cache claim); k8s/ adds only the laptop infrastructure (namespace, MinIO, bucket job)."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s")], capture_output=True, text=True, check=True)
+    infrastructure = {("Namespace", "leverplus"), ("Deployment", "minio"), ("Service", "minio")}
+    infrastructure.add(("Job", "create-bucket"))
+    k8s = {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out.stdout) if o}
+    chart = {(o["kind"], o["metadata"]["name"]) for o in _render() if o["kind"] != "WorkflowTemplate"}
+    minio_claims = {k for k in k8s if k[0] == "PersistentVolumeClaim" and "minio" in k[1]}
+    assert k8s - infrastructure - minio_claims == chart

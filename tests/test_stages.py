@@ -149,3 +149,18 @@ def test_groups_scored_under_other_settings_are_never_merged_or_trained_on(
         run_filter(world("filter"), "round-2")
     assert "\n" not in str(err.value)
     assert _published(world) == before  # nothing published, latest unchanged
+
+
+def test_a_resumed_growth_run_keeps_its_decision_and_evaluates(world) -> None:
+    """Issue 12 D1: a data-growth run killed after GRPO used to find its own GRPO checkpoint on resume, call it an
+    earlier retrain, print false and skip evaluation. The run's decision is recorded once, and its own checkpoints
+    never count against it; another run does see them."""
+    _scored_round(world, "round-1")
+    run_filter(world("filter"), "round-1")
+    assert run_growth_check(world("growth"), "run-g") == "true"  # nothing trained yet
+    ctx = world("grpo")
+    ctx.store.put_bytes("runs/run-g/checkpoints/grpo/config.json", b'{"data_version": "v1"}')  # killed after GRPO
+    assert run_growth_check(world("growth"), "run-g") == "true"  # the resume: recorded decision
+    ctx.store.delete("runs/run-g/growth-check.json")
+    assert run_growth_check(world("growth"), "run-g") == "true"  # and its own checkpoint never counts
+    assert run_growth_check(world("growth"), "run-h") == "false"  # a later run sees run-g's training on v1

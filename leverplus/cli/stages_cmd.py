@@ -201,7 +201,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "growth-check",
         "print true when the balanced set has grown enough to retrain",
-        call("growth", "run_growth_check"),
+        call("growth", "run_growth_check", "run"),
+        (
+            ("--run",),
+            {
+                "metavar": "RUN_ID",
+                "help": "the run that would retrain: its decision is recorded once and its own checkpoints never count",
+            },
+        ),
     )
     _stage(
         commands,

@@ -48,7 +48,7 @@ def accuracy_vs_shots(eval_metrics: dict[str, dict[str, dict]], best_in_pool: di
     ax.set_ylabel("VQA accuracy (%)")
     ax.set_title("Accuracy vs shots (95 % bootstrap intervals)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, not over it
     return _png(fig)
 
 

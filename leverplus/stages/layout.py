@@ -23,6 +23,7 @@ __all__ = [
     "plan_key",
     "report_prefix",
     "round_prefix",
+    "run_prefix",
     "sft_prefix",
     "shard_key",
     "stage_settings_key",
@@ -55,6 +56,10 @@ def plan_key(round_id: str) -> str:
 
 def _run(run_id: str) -> str:
     return f"runs/{check_id(run_id, 'run id')}"
+
+
+def run_prefix(run_id: str) -> str:
+    return _run(run_id)
 
 
 def stage_settings_key(stage: str, run_id: str | None = None, round_id: str | None = None) -> str:
