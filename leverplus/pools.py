@@ -16,7 +16,7 @@ import numpy as np
 from leverplus.errors import ConfigError
 from leverplus.features import FeatureTable
 
-__all__ = ["SAMPLERS", "build_pools", "check_shots", "rank_by_similarity"]
+__all__ = ["SAMPLERS", "build_pools", "check_pool", "check_shots", "rank_by_similarity"]
 
 SAMPLERS = ("random", "similarity", "stratified")
 _CHUNK = 256  # queries per similarity block, so memory stays bounded on a 443k-item train split
@@ -85,4 +85,13 @@ def check_shots(pool: Sequence[int], shots: int, question_id: int) -> None:
     if shots > distinct:
         raise ConfigError(
             f"question_id {question_id}: {shots} shots requested but its pool has only {distinct} distinct items"
+        )
+
+
+def check_pool(question_id: int, image_id: int, pool_images: Mapping[int, int]) -> None:
+    """A pool (question_id -> image_id of each item) must hold no question on the query's image, whoever wrote it."""
+    leaks = sorted(q for q, image in pool_images.items() if image == image_id or q == question_id)
+    if leaks:
+        raise ConfigError(
+            f"question_id {question_id}: its pool holds {leaks[:5]}, on the query's own image (the answer would leak)"
         )

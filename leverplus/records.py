@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Candidate",
@@ -45,6 +45,18 @@ class Plan(_Record):
 
     def shard_ids(self) -> list[int]:
         return list(range(len(self.shards)))
+
+    @model_validator(mode="after")
+    def _queries_once_and_never_in_their_own_pool(self) -> Plan:
+        seen: set[int] = set()
+        for shard in self.shards:
+            for q in shard:
+                if q.question_id in seen:
+                    raise ValueError(f"question_id {q.question_id} is planned twice")
+                if q.question_id in q.pool:
+                    raise ValueError(f"question_id {q.question_id} is in its own pool (its answer would leak)")
+                seen.add(q.question_id)
+        return self
 
 
 class Candidate(_Record):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def _tamper(tmp_path: Path, edit) -> Path:
     edit(state)
     path.write_bytes(save(state))
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    config.pop("model_sha256")  # so that the key checks, not the checksum, are what fails
+    config["model_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # the key checks must be what fails
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
     return tmp_path / "ckpt"
 
@@ -133,3 +134,13 @@ def test_missing_fields_and_bad_values_are_errors_not_fallbacks() -> None:
         reward(_candidate(answer_prob=float("inf")), "hard_plus_prob", 9)
     with pytest.raises(ConfigError, match="unknown reward mode 'magic'; allowed: hard, soft"):
         reward(_candidate(), "magic", 9)
+
+
+def test_a_checkpoint_without_a_recorded_hash_is_refused(tmp_path: Path) -> None:
+    """Issue 12 D10: strict means strict; altered weights behind a config without model_sha256 used to load."""
+    save_policy(_net(), LocalStore(tmp_path), "ckpt", {})
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    del config["model_sha256"]
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(IntegrityError, match="records no model_sha256"):
+        load_policy(LocalStore(tmp_path / "ckpt"))

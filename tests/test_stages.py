@@ -164,3 +164,35 @@ def test_a_resumed_growth_run_keeps_its_decision_and_evaluates(world) -> None:
     ctx.store.delete("runs/run-g/growth-check.json")
     assert run_growth_check(world("growth"), "run-g") == "true"  # and its own checkpoint never counts
     assert run_growth_check(world("growth"), "run-h") == "false"  # a later run sees run-g's training on v1
+
+
+def test_hand_edited_plans_cannot_leak_or_duplicate(world) -> None:
+    """Issue 12 D4/D6: a plan holding a question twice, or a pool holding the query itself, is refused by every
+    reader; a pool holding another question on the query's image is refused by score (and eval)."""
+    from leverplus.errors import DataError
+
+    ctx = world("plan", **{"rl.target_new_queries": 6, "rl.prior_acceptance_rate": 0.5})
+    plan = run_plan(ctx, "rl", plan_key("round-x"), "round-x")
+    raw = plan.model_dump(mode="json")
+    first = raw["shards"][0][0]
+    twice = {**raw, "shards": [raw["shards"][0] + [first]]}
+    ctx.store.put_bytes(plan_key("round-x"), json.dumps(twice).encode())
+    with pytest.raises(DataError, match=rf"question_id {first['question_id']} is planned twice"):
+        run_score(world("score"), "round-x", 0, policy_uri=None)
+    own = json.loads(json.dumps(raw))
+    own["shards"][0][0]["pool"][0] = first["question_id"]
+    ctx.store.put_bytes(plan_key("round-x"), json.dumps(own).encode())
+    with pytest.raises(DataError, match="is in its own pool"):
+        run_score(world("score"), "round-x", 0, policy_uri=None)
+    train = ctx.split("train")
+    sibling = next(
+        r.question_id
+        for r in train
+        if r.image_id == train[first["question_id"]].image_id and r.question_id != first["question_id"]
+    )
+    same_image = json.loads(json.dumps(raw))
+    same_image["shards"][0][0]["pool"][0] = sibling
+    ctx.store.put_bytes(plan_key("round-x"), json.dumps(same_image).encode())
+    with pytest.raises(ConfigError, match=rf"its pool holds \[{sibling}\], on the query's own image"):
+        run_score(world("score"), "round-x", 0, policy_uri=None)
+    assert not ctx.store.list("rounds/round-x/shards/")  # nothing written

@@ -56,7 +56,9 @@ def load_policy(store: Store) -> tuple[PointerSelector, dict[str, Any]]:
         state = load(raw)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"{model_uri}: not a safetensors file ({exc})") from exc
-    if config.get("model_sha256") and hashlib.sha256(raw).hexdigest() != config["model_sha256"]:
+    if not config.get("model_sha256"):  # strict means strict: unverifiable weights are not loaded
+        raise IntegrityError(f"{uri}: records no model_sha256, so {MODEL_FILE} cannot be verified; re-save it")
+    if hashlib.sha256(raw).hexdigest() != config["model_sha256"]:
         raise IntegrityError(f"{model_uri}: sha256 differs from the one recorded in {CONFIG_FILE}")
     net = PointerSelector(policy_config)
     expected = net.state_dict()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from pydantic import ValidationError
+
 from leverplus import __version__
 from leverplus.config import Settings, settings_hash
 from leverplus.data import VQASplit, load_split
@@ -75,8 +77,11 @@ class StageContext:
     def read_plan(self, key: str) -> Plan:
         try:
             return Plan.model_validate_json(self.store.get_bytes(key))
-        except ValueError as exc:
-            raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({str(exc).splitlines()[0]})") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            detail = f"{where}: {first['msg']}" if where else first["msg"]
+            raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({detail})") from exc
 
     def read_verified(self, key: str, manifest_key: str) -> tuple[bytes, Manifest]:
         """An object's bytes checked against the sha256 its manifest records under the object's file name; a

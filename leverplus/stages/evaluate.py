@@ -23,7 +23,7 @@ from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
 from leverplus.policy.batch import make_batch
 from leverplus.policy.order import prompt_order
-from leverplus.pools import check_shots, rank_by_similarity
+from leverplus.pools import check_pool, check_shots, rank_by_similarity
 from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
 from leverplus.stages.context import StageContext
@@ -106,6 +106,7 @@ def run_eval(
         for q in questions:
             if shots:
                 check_shots(q.pool, max(shots), q.question_id)
+            check_pool(q.question_id, queries[q.question_id].image_id, {i: train[i].image_id for i in q.pool})
             jobs = [("zero-shot", 0, [])] + [(name, k, pick(q, k)) for name, pick in selectors.items() for k in shots]
             record = queries[q.question_id]
             responses = ctx.lvlm.answer([Request(record, tuple(train[i] for i in ids)) for _, _, ids in jobs])

@@ -16,7 +16,7 @@ from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector, load_policy
 from leverplus.policy.batch import make_batch
 from leverplus.policy.order import prompt_order
-from leverplus.pools import check_shots
+from leverplus.pools import check_pool, check_shots
 from leverplus.progress import progress
 from leverplus.records import Candidate, CandidateGroup, PlannedQuery
 from leverplus.stages.compat import group_facts
@@ -81,6 +81,7 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
     with progress(len(queries_in_shard), f"scoring shard {shard}") as update:
         for query in queries_in_shard:
             record = queries[query.question_id]
+            check_pool(record.question_id, record.image_id, {i: train[i].image_id for i in query.pool})
             sequences = candidate_sequences(
                 query,
                 rl.candidates_per_query,
