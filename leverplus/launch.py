@@ -19,6 +19,7 @@ from leverplus.data.vqav2 import questions_file
 from leverplus.local import LocalRunner
 from leverplus.log import get_logger
 from leverplus.pipeline import SFT, get_pipeline
+from leverplus.stages.layout import check_id
 from leverplus.store import Store, open_store
 
 __all__ = ["RunRequest", "launch", "resolve_settings"]
@@ -101,10 +102,16 @@ def ensure_world(settings: Settings) -> None:
 
 def launch(req: RunRequest) -> dict[str, str]:
     pipeline = get_pipeline(req.pipeline)
+    # Ids become folder names and store keys: check them before anything is written (issue 12 D7).
+    for value, what in ((req.run_id, "run id"), (req.round_id, "round id")):
+        if value is not None:
+            check_id(value, what)
     log = get_logger()
     staging = Path(req.log_dir or "leverplus-logs") / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     settings, scaled = resolve_settings(req, staging)
+    if settings.run.run_id is not None:
+        check_id(settings.run.run_id, "run id")
     if scaled:
         log.info("embedded default: synthetic world, sim LVLM, simple encoder; scaled down", changes=scaled)
     store = open_store(settings.store.uri, settings.store)

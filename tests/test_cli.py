@@ -118,3 +118,24 @@ def test_validate_reports_malformed_data_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     qid = doc["annotations"][1]["question_id"]
     assert out.stderr.strip() == (f"leverplus: error: {ann.as_uri()}: question_id {qid}: expected 10 answers, got 7")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--run-id", "../../x"),
+        ("--run-id", "/abs/path"),
+        ("--round-id", "a b"),
+        ("--run-id", "é"),
+        ("--run-id", "x" * 300),
+    ],
+)
+def test_bad_run_and_round_ids_fail_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str
+) -> None:
+    """Issue 12 D7: ids are checked at the CLI boundary; nothing (logs, settings, store, world) is written first."""
+    assert main(["run", "balanced-v3", flag, value, "--log-dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "invalid" in err[-1] and len(err[-1]) < 600
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "leverplus-store").exists()
+    assert not list(tmp_path.parent.glob("x")) and not Path("/abs/path").exists()
