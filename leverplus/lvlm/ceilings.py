@@ -36,8 +36,8 @@ def best_in_pool(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: i
         return float(sim.expected_accuracy_many(query, pool, seqs).max())
     beams = np.zeros((1, 0), dtype=int)
     for _ in range(k):
-        # Prepend every unused item to every beam: the newest pick sits next to... the far end, so the first pick
-        # stays next to the query, as the policy orders its picks.
+        # Prepend every unused item to every beam: each new pick goes to the far end of the prompt, so the first
+        # pick stays next to the query, as the policy orders its picks.
         firsts = np.repeat(np.arange(len(pool)), len(beams))
         grown = np.concatenate([firsts[:, None], np.tile(beams, (len(pool), 1))], axis=1)
         fresh = ~(grown[:, 1:] == grown[:, :1]).any(axis=1)

@@ -175,11 +175,12 @@ class SimLVLM:
     def answer(self, requests: Sequence[Request]) -> list[Response]:
         responses = []
         for req in requests:
-            p = self.probability(req.query, req.icds)
+            content, generation = self._one(req.query, req.icds)  # one pass gives both probabilities
             sequence = ",".join(str(i.question_id) for i in req.icds)
-            right = _coin(self.seed, req.query.question_id, sequence, self.params.coin_correlation) < p
+            coin = _coin(self.seed, req.query.question_id, sequence, self.params.coin_correlation)
+            right = coin < _sigmoid(generation)
             text = req.query.multiple_choice_answer if right else self._wrong_answer(req.query)
-            responses.append(Response(prediction=text, answer_prob=self.answer_probability(req.query, req.icds)))
+            responses.append(Response(prediction=text, answer_prob=_sigmoid(content)))
         return responses
 
     def answer_prob(self, requests: Sequence[Request]) -> list[float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 
@@ -127,10 +128,9 @@ def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -
 def run_filter(ctx: StageContext, round_id: str) -> dict:
     scored, shard_shas = _join_round(ctx, round_id)
     check_groups(scored, ctx.settings, f"filter round {round_id}")
-    ids = [g.question_id for g in scored]
-    if len(ids) != len(set(ids)):
-        twice = sorted({q for q in ids if ids.count(q) > 1})[:5]
-        raise DataError(f"round {round_id}: question_ids {twice} were scored twice; nothing published")
+    twice = sorted(q for q, n in Counter(g.question_id for g in scored).items() if n > 1)
+    if twice:
+        raise DataError(f"round {round_id}: question_ids {twice[:5]} were scored twice; nothing published")
     rl = ctx.settings.rl
     accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
     with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):

@@ -54,32 +54,29 @@ def plan_key(round_id: str) -> str:
     return f"{round_prefix(round_id)}/plan.json"
 
 
-def _run(run_id: str) -> str:
-    return f"runs/{check_id(run_id, 'run id')}"
-
-
 def run_prefix(run_id: str) -> str:
-    return _run(run_id)
+    return f"runs/{check_id(run_id, 'run id')}"
 
 
 def stage_settings_key(stage: str, run_id: str | None = None, round_id: str | None = None) -> str:
     """Where a stage records the resolved settings it ran with (every stage, under every executor)."""
-    prefix = _run(run_id) if run_id is not None else round_prefix(round_id or "")
+    prefix = run_prefix(run_id) if run_id is not None else round_prefix(round_id or "")
     return f"{prefix}/settings/{stage}.yaml"
 
 
 def sft_prefix(run_id: str) -> str:
-    return f"{_run(run_id)}/sft-data"
+    return f"{run_prefix(run_id)}/sft-data"
 
 
 def eval_prefix(run_id: str) -> str:
-    return f"{_run(run_id)}/eval"
+    return f"{run_prefix(run_id)}/eval"
 
 
 def checkpoint_prefix(run_id: str, stage: str, seed: int = 0) -> str:
     """Seed 0 is the run's own checkpoint; extra training seeds (rl.seeds) live under checkpoints/seed-<s>/."""
-    return f"{_run(run_id)}/checkpoints/{stage}" if seed == 0 else f"{_run(run_id)}/checkpoints/seed-{seed}/{stage}"
+    seed_folder = f"seed-{seed}/" if seed else ""
+    return f"{run_prefix(run_id)}/checkpoints/{seed_folder}{stage}"
 
 
 def report_prefix(run_id: str) -> str:
-    return f"{_run(run_id)}/report"
+    return f"{run_prefix(run_id)}/report"
