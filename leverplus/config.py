@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from leverplus.errors import ConfigError
+from leverplus.ids import check_id
 
 __all__ = [
     "ENV_PREFIX",
     "Settings",
+    "credentials_env",
     "load_settings",
     "settings_hash",
     "settings_reference_markdown",
@@ -46,6 +48,13 @@ _SERVICE_LINK = re.compile(
 
 RewardMode = Literal["hard", "soft", "hard_plus_soft", "hard_plus_prob"]
 REWARD_MODES: tuple[str, ...] = RewardMode.__args__  # type: ignore[attr-defined]
+
+
+def _as_id(value: str, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class _Group(BaseModel):
@@ -85,6 +94,12 @@ class DataSettings(_Group):
         description="VQAv2 dataset root URI (official file names). Unset: <store.uri>/datasets/<data.name>.",
     )
     name: str = Field("vqav2", description="Dataset name under the store's datasets/ prefix.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_id(cls, name: str) -> str:
+        return _as_id(name, "data name")
+
     train_split: Literal["train", "val"] = Field(
         "train", description="Split that provides ICDs and RL queries (VQAv2 train2014)."
     )
@@ -240,7 +255,13 @@ class EvalSettings(_Group):
 
 
 class RunSettings(_Group):
-    run_id: str | None = Field(None, description="Run identifier; unset: derived from the time and settings hash.")
+    run_id: str | None = Field(None, description="Run identifier; unset: the next run-NNNN in the store.")
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_is_an_id(cls, run_id: str | None) -> str | None:
+        return None if run_id is None else _as_id(run_id, "run id")
+
     seed: int = Field(0, description="Global seed for training and sampling.")
     device: str = Field(
         "auto",
@@ -307,7 +328,10 @@ def _check_yaml_file(path: Path) -> None:
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from exc
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"config file {path} must hold a mapping of setting groups, got {type(content).__name__}")
 
@@ -324,11 +348,24 @@ def _check_env() -> None:
             raise ConfigError(f"environment variable {name}: unknown settings group {group!r}")
 
 
+def _suggest(loc: tuple) -> str:
+    """' (did you mean rl.kl_beta?)' for a misspelt group or field."""
+    import difflib
+
+    names = list(Settings.model_fields)
+    if len(loc) >= 2 and loc[0] in Settings.model_fields:
+        names = [f"{loc[0]}.{f}" for f in Settings.model_fields[loc[0]].annotation.model_fields]  # type: ignore[union-attr]
+    typed = ".".join(str(part) for part in loc[:2])
+    close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "settings"
+    hint = _suggest(first["loc"]) if first["type"] == "extra_forbidden" else ""
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid setting {field} from {origin}: {first['msg']}{more}"
+    return f"invalid setting {field} from {origin}: {first['msg']}{hint}{more}"
 
 
 def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -344,6 +381,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
         _check_yaml_file(path)
     _check_env()
     origin = f"defaults, {path}, env" if path else "defaults and env"
+    origin += ", --set" if overrides else ""
     try:
         with _yaml_source(path):
             settings = Settings(**_nest(overrides or {}))
@@ -384,6 +422,17 @@ def settings_to_dict(settings: Settings, *, secrets: Literal["mask", "omit"] = "
 
 def settings_to_yaml(settings: Settings, secrets: Literal["mask", "omit"] = "mask") -> str:
     return yaml.safe_dump(settings_to_dict(settings, secrets=secrets), sort_keys=False)
+
+
+def credentials_env(settings: Settings) -> dict[str, str]:
+    """The credentials the settings hold, as the LEVERPLUS_* variables a step process reads: they follow the other
+    settings into every step through the environment, never through a file (the settings file omits them)."""
+    env = {}
+    for group, name in _secret_fields():
+        value = getattr(getattr(settings, group), name)
+        if value is not None:
+            env[f"{ENV_PREFIX}{group.upper()}__{name.upper()}"] = value.get_secret_value()
+    return env
 
 
 def settings_hash(settings: Settings) -> str:

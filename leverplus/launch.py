@@ -1,11 +1,13 @@
 """`leverplus run <pipeline>` on one machine: resolve settings (the embedded profile when nothing is configured),
-make sure the data exists, name the run and round, train the SFT policy first if none was given, execute the DAG
-with the local runner, and say where the report is."""
+continue the newest unfinished run of the pipeline or name a new run and round, make sure the data exists, train
+the SFT policy first if none was given, execute the DAG with the local runner, and say where the report is."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -14,15 +16,18 @@ from typing import Any
 
 import yaml
 
-from leverplus.config import Settings, load_settings, settings_to_yaml
-from leverplus.data.vqav2 import questions_file
+from leverplus.config import Settings, credentials_env, load_settings, settings_hash, settings_to_yaml
+from leverplus.data.vqav2 import annotations_file
+from leverplus.errors import ConfigError
 from leverplus.local import LocalRunner
 from leverplus.log import get_logger
 from leverplus.pipeline import SFT, get_pipeline
+from leverplus.run_record import RunRecord, differences, newest_unfinished, read_record, write_record
+from leverplus.stages.growth import growth_summary
 from leverplus.stages.layout import check_id
 from leverplus.store import Store, open_store
 
-__all__ = ["RunRequest", "launch", "resolve_settings"]
+__all__ = ["RunRequest", "choose_run", "launch", "resolve_settings"]
 
 _QUIET_ENV = {"LEVERPLUS_LOG_FORMAT", "LEVERPLUS_LOG_LEVEL"}
 
@@ -38,6 +43,7 @@ class RunRequest:
     sft_checkpoint: str | None = None
     workers: int = 2
     log_dir: str | None = None
+    new: bool = False  # start a new run even when an unfinished one of this pipeline exists
 
 
 def _embedded_overlay(lab: bool = False) -> dict[str, Any]:
@@ -62,9 +68,8 @@ def _scaled(overlay: dict[str, Any], defaults: Settings) -> list[str]:
 def resolve_settings(req: RunRequest, workdir: Path) -> tuple[Settings, list[str]]:
     """Settings for the run, and what the embedded profile scaled down (empty when it does not apply)."""
     user_file = req.config_file or os.environ.get("LEVERPLUS_CONFIG")
-    configured = bool(
-        user_file or req.overrides or any(k.startswith("LEVERPLUS_") and k not in _QUIET_ENV for k in os.environ)
-    )
+    # A config file or LEVERPLUS_* environment is a configuration of its own; --set only adjusts the profile.
+    configured = bool(user_file or any(k.startswith("LEVERPLUS_") and k not in _QUIET_ENV for k in os.environ))
     embedded = req.profile in ("embedded", "embedded-lab") or (req.profile == "auto" and not configured)
     if not embedded:
         return load_settings(user_file, req.overrides), []
@@ -78,26 +83,104 @@ def resolve_settings(req: RunRequest, workdir: Path) -> tuple[Settings, list[str
     return load_settings(path, req.overrides), _scaled(overlay, Settings())
 
 
-def _next_id(store: Store, prefix: str, stem: str) -> str:
+def _next_id(taken: set[str], stem: str) -> str:
     """Sequential ids (round-0001, ...) so that the same seed gives byte-identical artifacts in a fresh store."""
-    taken = {key.split("/")[1] for key in store.list(f"{prefix}/")}
     n = 1
     while f"{stem}-{n:04d}" in taken:
         n += 1
     return f"{stem}-{n:04d}"
 
 
+def _taken(store: Store, prefix: str) -> set[str]:
+    return {key.split("/")[1] for key in store.list(f"{prefix}/")}
+
+
+def _new_record(store: Store, req: RunRequest, settings: Settings, run_id: str | None) -> RunRecord:
+    pipeline = get_pipeline(req.pipeline)
+    round_id = ""
+    if "round_id" in pipeline.params:
+        # A killed run may have recorded its round before planning it: that id is taken too.
+        claimed = {r.round_id for r in _records(store)}
+        round_id = req.round_id or _next_id(_taken(store, "rounds") | claimed, "round")
+    return RunRecord(
+        run_id=run_id or _next_id(_taken(store, "runs"), "run"),
+        round_id=round_id,
+        pipeline=req.pipeline,
+        sft_checkpoint=req.sft_checkpoint or "",
+        settings_hash=settings_hash(settings),
+    )
+
+
+def _records(store: Store) -> list[RunRecord]:
+    ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")})
+    return [r for r in (read_record(store, i) for i in ids) if r is not None]
+
+
+def _check_same(store: Store, record: RunRecord, req: RunRequest, settings: Settings) -> None:
+    """Continuing a run is only right with the command that started it: same pipeline, settings and inputs."""
+    what = f"run {record.run_id} ({record.pipeline}, {record.status}) in {store.uri}"
+    advice = "run the command that started it to continue it, or add --new to start another run"
+    if record.pipeline != req.pipeline:
+        raise ConfigError(f"{what} is not a {req.pipeline} run: pick another --run-id")
+    for name, given, recorded in (
+        ("--sft-checkpoint", req.sft_checkpoint, record.sft_checkpoint),
+        ("--round-id", req.round_id, record.round_id),
+    ):
+        if given and given != recorded:
+            raise ConfigError(f"{what} was started with {name} {recorded or '(none)'!r}, not {given!r}: {advice}")
+    digest = settings_hash(settings)
+    if digest != record.settings_hash:
+        before = store.get_bytes(f"runs/{record.run_id}/settings.yaml")
+        changed = differences(before, settings_to_yaml(settings, secrets="omit"))
+        raise ConfigError(
+            f"{what} was started with settings {record.settings_hash[:12]}, this command resolves to {digest[:12]} "
+            f"({changed}): {advice}"
+        )
+
+
+def choose_run(store: Store, req: RunRequest, settings: Settings) -> tuple[RunRecord, bool]:
+    """The run this command continues (True) or the new one it starts (False); see leverplus.run_record."""
+    run_id = req.run_id or settings.run.run_id
+    if run_id is not None:
+        record = read_record(store, run_id)
+        if record is not None and req.new:
+            raise ConfigError(f"run {run_id} already exists in {store.uri}: leave out --new to continue it")
+    else:
+        record = None if req.new else newest_unfinished(store, req.pipeline)
+    if record is None:
+        return _new_record(store, req, settings, run_id), False
+    _check_same(store, record, req, settings)
+    return record, True
+
+
 def ensure_world(settings: Settings) -> None:
+    """Synthesise the splits the data root lacks. A split is complete once its annotations file exists (written
+    last), so a synthesis killed half-way is finished by the next run instead of leaving a world without val."""
     root = open_store(settings.data_root(), settings.store)
-    if root.exists(questions_file(settings.data.train_split)) or not settings.data.synthesize_if_missing:
+    d = settings.data
+    sizes = {"train": d.synth_train, "val": d.synth_val}
+    missing = {split: n for split, n in sizes.items() if not root.exists(annotations_file(split))}
+    if not missing or not d.synthesize_if_missing:
         return
     from leverplus.data.synth import synthesize
     from leverplus.progress import progress
 
-    d = settings.data
-    get_logger().info("synthesising the world", root=root.uri, train=d.synth_train, val=d.synth_val, seed=d.synth_seed)
-    with progress(d.synth_train + d.synth_val, "synthesising the world") as update:
-        synthesize(root, d.synth_seed, {"train": d.synth_train, "val": d.synth_val}, progress=update)
+    get_logger().info("synthesising the world", root=root.uri, **missing, seed=d.synth_seed)
+    with progress(sum(missing.values()), "synthesising the world") as update:
+        synthesize(root, d.synth_seed, missing, progress=update)
+
+
+def _log_dir(root: Path, store: Store, run_id: str) -> Path:
+    """Logs are keyed by store and run: run-0001 of another store never overwrites this one's."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", store.uri.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return root / f"{slug}-{hashlib.sha256(store.uri.encode()).hexdigest()[:8]}" / run_id
+
+
+def _check_checkpoint(store: Store, settings: Settings, uri: str) -> None:
+    """A mistyped --sft-checkpoint fails now, not after synthesis, features and planning."""
+    full = uri if "://" in uri or uri.startswith("/") else store.uri_for(uri)
+    if not open_store(full, settings.store).exists("config.json"):
+        raise ConfigError(f"--sft-checkpoint {uri}: no policy checkpoint at {full} (config.json is missing)")
 
 
 def launch(req: RunRequest) -> dict[str, str]:
@@ -106,28 +189,36 @@ def launch(req: RunRequest) -> dict[str, str]:
     for value, what in ((req.run_id, "run id"), (req.round_id, "round id")):
         if value is not None:
             check_id(value, what)
+    if req.workers < 1:
+        raise ConfigError(f"--workers {req.workers}: need at least 1 parallel process")
     log = get_logger()
-    staging = Path(req.log_dir or "leverplus-logs") / "staging"
+    log_root = Path(req.log_dir or "leverplus-logs")
+    staging = log_root / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     settings, scaled = resolve_settings(req, staging)
     if settings.run.run_id is not None:
         check_id(settings.run.run_id, "run id")
     if scaled:
         log.info("embedded default: synthetic world, sim LVLM, simple encoder; scaled down", changes=scaled)
+    if req.overrides:
+        log.info("overrides from the command line", overrides={k: str(v) for k, v in req.overrides.items()})
     store = open_store(settings.store.uri, settings.store)
-    ensure_world(settings)
-    run_id = req.run_id or settings.run.run_id or _next_id(store, "runs", "run")
-    params = {
-        "run_id": run_id,
-        "round_id": req.round_id or _next_id(store, "rounds", "round"),
-        "sft_checkpoint": req.sft_checkpoint or "",
-    }
-    log_dir = Path(req.log_dir or "leverplus-logs") / run_id
+    record, resumed = choose_run(store, req, settings)
+    if req.sft_checkpoint:
+        _check_checkpoint(store, settings, req.sft_checkpoint)
+    run_id = record.run_id
+    log_dir = _log_dir(log_root, store, run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     config_file = log_dir / "settings.yaml"
-    config_file.write_text(settings_to_yaml(settings, secrets="omit"))  # credentials reach steps via env only
-    store.put_bytes(f"runs/{run_id}/settings.yaml", config_file.read_bytes())
-    runner = LocalRunner(config_file, log_dir, req.workers)
+    config_file.write_text(settings_to_yaml(settings, secrets="omit"))
+    if resumed:
+        log.info("continuing an unfinished run (add --new for another)", run_id=run_id, round_id=record.round_id)
+    else:
+        store.put_bytes(f"runs/{run_id}/settings.yaml", config_file.read_bytes())
+        write_record(store, record)
+    ensure_world(settings)
+    params = {"run_id": run_id, "round_id": record.round_id, "sft_checkpoint": record.sft_checkpoint}
+    runner = LocalRunner(config_file, log_dir, req.workers, env=credentials_env(settings))
     if "sft_checkpoint" in pipeline.params and not params["sft_checkpoint"]:
         log.info("no SFT policy given: training one first", run_id=run_id)
         runner.on_step = _announce(SFT.name)
@@ -135,15 +226,26 @@ def launch(req: RunRequest) -> dict[str, str]:
         params["sft_checkpoint"] = f"runs/{run_id}/checkpoints/sft"
     runner.on_step = _announce(pipeline.name)
     runner.run(pipeline, params)
+    outcome = _outcome(store, run_id)
+    write_record(store, record.model_copy(update={"status": "finished", "outcome": outcome}))
     report = f"runs/{run_id}/report/report.md"
     summary = {
         "run_id": run_id,
-        "round_id": params["round_id"],
+        "round_id": record.round_id,
         "report_uri": store.uri_for(report) if store.exists(report) else "",
         "metrics_uri": store.uri_for(f"runs/{run_id}/report/metrics.json") if store.exists(report) else "",
+        "outcome": outcome,
     }
     log.info("run finished", **summary, logs=str(log_dir))
     return summary
+
+
+def _outcome(store: Store, run_id: str) -> str:
+    """What a run decided that a person should hear: today, a data-growth round that did not retrain, and why."""
+    key = f"runs/{run_id}/growth-check.json"
+    if not store.exists(key):
+        return ""
+    return growth_summary(json.loads(store.get_bytes(key)))
 
 
 def _announce(pipeline: str) -> Any:

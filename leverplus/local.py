@@ -30,6 +30,7 @@ class LocalRunner:
     config_file: Path  # the resolved settings every step reads (LEVERPLUS_CONFIG)
     log_dir: Path
     workers: int = 2
+    env: dict[str, str] = field(default_factory=dict)  # added to every step's environment (credentials)
     on_step: Callable[[str, str], None] = lambda step, status: None
     outputs: dict[str, str] = field(default_factory=dict)  # step -> what it printed (stdout, stripped)
     seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time (a fan-out: all its items)
@@ -37,6 +38,7 @@ class LocalRunner:
     def _env(self, parallel: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "LEVERPLUS_CONFIG"}
         env["LEVERPLUS_CONFIG"] = str(self.config_file)
+        env.update(self.env)
         env.setdefault("LEVERPLUS_LOG_FORMAT", "json")
         # Parallel processes share the cores: without a cap each torch process starts one thread per core.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
@@ -45,7 +47,7 @@ class LocalRunner:
     def _invoke(self, args: list[str], label: str, parallel: int = 1) -> str:
         log_path = self.log_dir / f"{label}.log"
         start = time.monotonic()
-        with open(log_path, "w") as log:
+        with open(log_path, "a") as log:  # a continued run appends: the killed attempt's log stays
             proc = subprocess.run(
                 [sys.executable, "-m", "leverplus", *args],
                 stdout=subprocess.PIPE,

@@ -88,6 +88,21 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
     fanned = [e["argv"] for e in cluster.log if e["argv"][1] == "score"]
     assert len(fanned) >= 2  # one per shard id that the plan step printed, in both rounds
 
+    # A workflow resubmitted (or retried) under the same name resumes: every step is idempotent against its own
+    # outputs, so nothing the first submission wrote is rewritten and no balanced version is added.
+    client = s3_env.client()
+
+    def objects() -> dict[str, str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="argo/")
+        return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", []) if "/settings/" not in o["Key"]}
+
+    before = objects()
+    submit(cluster.templates["balanced-v3"], cluster, "bv3", {**NO_GPU, "sft-checkpoint": "runs/sft/checkpoints/sft"})
+    after = objects()
+    assert {k for k in after if k not in before} == set()
+    rewritten = {k for k in before if after[k] != before[k]}
+    assert not rewritten, rewritten
+
     env = {**base_env(tmp_path), **common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/local"}
     env |= {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
     for args in (

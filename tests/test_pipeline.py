@@ -142,7 +142,10 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     metrics1.write_text(metrics1.read_text().replace('"queries":', '"queries": 1e9, "was":', 1))
     assert main(["verify", "--store", str(store)]) == 2
     settings = load_settings(store / "runs/run-0002/settings.yaml", {"store.uri": str(store)})
-    run_report(StageContext(settings, "report"), "run-0002")
+    assert "| run-0001 |" in (store / "runs/run-0002/report/report.md").read_text()
+    run_report(StageContext(settings, "report"), "run-0002")  # a finished report is kept as it is
+    assert "| run-0001 |" in (store / "runs/run-0002/report/report.md").read_text()
+    run_report(StageContext(settings, "report"), "run-0002", force=True)
     report2 = (store / "runs/run-0002/report/report.md").read_text()
     assert "| run-0001 |" not in report2 and "run-0001 (fails verification)" in report2
 

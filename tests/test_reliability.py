@@ -50,7 +50,7 @@ def test_filter_does_not_publish_while_another_round_holds_the_lease(world) -> N
 def test_verify_finds_truncated_versions_and_altered_shards(world, capsys: pytest.CaptureFixture[str]) -> None:
     _scored_round(world)
     run_filter(world("filter"), "round-r")
-    checked, problems = run_verify(world("verify"))
+    checked, problems, _ = run_verify(world("verify"))
     assert problems == [] and checked >= 5  # a version, latest, the shard(s), two feature files
 
     version_path = world.root / BALANCED / "v1.jsonl"
@@ -60,7 +60,7 @@ def test_verify_finds_truncated_versions_and_altered_shards(world, capsys: pytes
     shard = world.root / "rounds/round-r/shards/00000.jsonl"
     lines = shard.read_text().splitlines()
     shard.write_text("\n".join(lines[1:]) + "\n")  # a whole group silently dropped: still parses
-    _, problems = run_verify(world("verify"))
+    _, problems, _ = run_verify(world("verify"))
     assert any("v1.jsonl: sha256 differs" in p for p in problems)
     assert any("rounds/round-r/shards/00000.jsonl: sha256 differs from its manifest" in p for p in problems)
 
@@ -105,6 +105,17 @@ def test_a_shard_made_with_another_prompt_is_a_conflict_not_a_silent_mix(world) 
         run_score(world("score"), "round-r", 0, policy_uri=None)
     run_score(world("score"), "round-r", 0, policy_uri=None, force=True)  # --force redoes it
     assert json.loads(manifest.read_text())["prompt_hash"] == doc["prompt_hash"]
+
+
+def test_a_shard_made_with_other_settings_is_never_reused(world) -> None:
+    """Issue 12 D5: `score --set rl.candidates_per_query=10` used to skip a shard scored with 20."""
+    _scored_round(world)
+    shard = world.root / "rounds/round-r/shards/00000.jsonl"
+    before = shard.read_bytes()
+    with pytest.raises(ConflictError, match=r"shards/00000\.jsonl was made with settings [0-9a-f]{12}, this comm"):
+        run_score(world("score", **{"rl.candidates_per_query": 10}), "round-r", 0, policy_uri=None)
+    assert shard.read_bytes() == before
+    run_score(world("score"), "round-r", 0, policy_uri=None)  # the same settings reuse it
 
 
 def test_filter_dying_before_latest_moves_publishes_nothing_and_the_rerun_completes(world, monkeypatch) -> None:

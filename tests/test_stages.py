@@ -70,8 +70,13 @@ def test_round_plan_score_filter_publishes_versions_exactly_once(world) -> None:
     export = json.loads((world.root / MERGED_EXPORT).read_text())
     assert export["version"] == "v1" and len(export["queries"]) == len(balanced)
 
-    again = run_filter(world("filter"), "round-a")  # nothing new: no new version, latest unchanged
-    assert again["added_queries"] == 0 and again["version"] == "v1"
+    # A rerun (a retried or continued run) reports what the round did, and publishes nothing; so does one killed
+    # after publishing but before the round manifest (issue 12: every step idempotent against its own outputs).
+    manifest = world.root / "rounds/round-a/manifest.json"
+    first = manifest.read_bytes()
+    assert run_filter(world("filter"), "round-a") == stats
+    manifest.unlink()
+    assert run_filter(world("filter"), "round-a") == stats and manifest.read_bytes() == first
     assert not (world.root / BALANCED / "v2.jsonl").exists()
 
     # The next round never re-plans a query of round-a (accepted or rejected) and sizes itself from the

@@ -39,7 +39,16 @@ def _settings_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from leverplus.cli import config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, run_cmd, stages_cmd, workflows_cmd
+    from leverplus.cli import (
+        config_cmd,
+        data_cmd,
+        eval_score_cmd,
+        lvlm_cmd,
+        run_cmd,
+        stages_cmd,
+        store_cmd,
+        workflows_cmd,
+    )
 
     common = _settings_options()
     parser = argparse.ArgumentParser(
@@ -49,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"leverplus {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module in (config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, stages_cmd, run_cmd, workflows_cmd):
+    for module in (config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, stages_cmd, run_cmd, store_cmd, workflows_cmd):
         module.register(commands, common)
     return parser
 
@@ -80,12 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (exit 2) and --help (exit 0), as a return code for callers
+        return int(exc.code or 0) if isinstance(exc.code, int | None) else EXIT_BAD_INPUT
     try:
         result = args.handler(args)
         return EXIT_OK if result is None else int(result)
     except LeverPlusError as exc:
         print(f"leverplus: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # outside the store (logs, a config file): disk full, read-only, denied
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"leverplus: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("leverplus: interrupted", file=sys.stderr)

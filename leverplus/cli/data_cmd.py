@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from leverplus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from leverplus.store import Store
 
 
 def _non_negative(text: str) -> int:
@@ -30,6 +34,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     synth.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     synth.add_argument("--train", type=_non_negative, default=3000, help="train questions (default 3000)")
     synth.add_argument("--val", type=_non_negative, default=600, help="val questions (default 600)")
+    synth.add_argument(
+        "--add",
+        type=_non_negative,
+        metavar="N",
+        help="grow the train split of the world already at --out by N questions (same seed: every existing question, "
+        "image and answer stays byte-identical; val is untouched), so nightly rounds never run dry",
+    )
     synth.set_defaults(handler=_synth)
 
     validate = sub.add_parser(
@@ -60,10 +71,30 @@ def _synth(args: argparse.Namespace) -> None:
     settings = load_cli_settings(args)
     store = open_store(args.out, settings.store)
     sizes = {split: n for split, n in (("train", args.train), ("val", args.val)) if n > 0}
+    if args.add is not None:
+        args.seed, sizes = _grown(store, args.add)
     with progress(sum(sizes.values()), "rendering questions") as update:
         synthesize(store, args.seed, sizes, progress=update)
     get_logger().info("synthetic dataset written", root=store.uri, seed=args.seed, **sizes)
     print(store.uri)
+
+
+def _grown(store: Store, add: int) -> tuple[int, dict[str, int]]:
+    """(the world's seed, {"train": its size + add}) for `data synth --add`."""
+    import re
+
+    from leverplus.data.vqav2 import questions_file
+
+    if add == 0:
+        raise ConfigError("data synth --add 0: nothing to add")
+    key = questions_file("train")
+    if not store.exists(key):
+        raise ConfigError(f"data synth --add: {store.uri_for(key)} does not exist; synthesise the world first")
+    doc = json.loads(store.get_bytes(key))
+    seed = re.search(r"\(seed (-?\d+)\)", doc.get("info", {}).get("description", ""))
+    if seed is None:
+        raise ConfigError(f"data synth --add: {store.uri_for(key)} is not a synthetic world (no seed recorded)")
+    return int(seed.group(1)), {"train": len(doc["questions"]) + add}
 
 
 def _validate(args: argparse.Namespace) -> None:

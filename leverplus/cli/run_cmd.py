@@ -7,6 +7,7 @@ import os
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from leverplus.cli.stages_cmd import _id
     from leverplus.pipeline import PIPELINES
 
     run = commands.add_parser(
@@ -15,7 +16,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="run a pipeline (balanced-v3, data-growth, sft) on this machine",
         description="Run a pipeline DAG locally: every step is the same `leverplus <stage>` command a pod runs. "
         "With nothing configured it uses the embedded default: the synthetic world, the simulated LVLM, and sizes "
-        "scaled down for a laptop.",
+        "scaled down for a laptop. The same command typed again continues the newest unfinished run of the pipeline "
+        "(killed, failed) where it stopped; --new starts another.",
     )
     run.add_argument("pipeline", choices=sorted(PIPELINES), help="which DAG")
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel fan-out processes")
@@ -31,8 +33,19 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         choices=("sim", "hf"),
         help="shorthand for --set lvlm.backend=...; with hf, name the model with --set lvlm.model=DIR_OR_ID",
     )
-    run.add_argument("--run-id", help="run id (default: the next run-NNNN in the store)")
-    run.add_argument("--round-id", help="data round id (default: the next round-NNNN in the store)")
+    run.add_argument(
+        "--new",
+        action="store_true",
+        help="start a new run even when an unfinished run of this pipeline exists (default: continue that one)",
+    )
+    run.add_argument(
+        "--run-id",
+        type=_id("run id"),
+        help="run id (default: the newest unfinished run of this pipeline, else the next run-NNNN)",
+    )
+    run.add_argument(
+        "--round-id", type=_id("round id"), help="data round id (default: the next round-NNNN in the store)"
+    )
     run.add_argument("--sft-checkpoint", metavar="URI", help="SFT policy; trained first when not given")
     run.add_argument("--log-dir", default="leverplus-logs", help="where each step's log goes (default leverplus-logs)")
     run.add_argument("--summary-json", metavar="FILE", help='write {"run_id", "report_uri", "metrics_uri"} here')
@@ -55,8 +68,9 @@ def _run(args: argparse.Namespace) -> None:
             sft_checkpoint=args.sft_checkpoint,
             workers=args.workers,
             log_dir=args.log_dir,
+            new=args.new,
         )
     )
     if args.summary_json:
         write_summary(summary, args.summary_json)
-    print(summary["report_uri"] or f"run {summary['run_id']} finished (this pipeline writes no report)")
+    print(summary["report_uri"] or f"run {summary['run_id']} finished: {summary['outcome'] or 'no report to write'}")

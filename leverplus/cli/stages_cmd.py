@@ -11,12 +11,45 @@ from typing import Any
 Handler = Callable[[Any, argparse.Namespace], Any]
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings a stage runs with. Started by hand on a run (or a `leverplus run`'s round) with no config file,
+    it takes the settings recorded with that run, profile included, and applies only --set/--store and LEVERPLUS_*
+    environment on top, saying which; a config file (--config, LEVERPLUS_CONFIG: what pods and the local runner
+    give) is used as it is."""
+    import os
+    import tempfile
+
+    from leverplus.cli import _parse_overrides, load_cli_settings
+    from leverplus.config import load_settings
+    from leverplus.log import get_logger
+    from leverplus.run_record import recorded_settings
+    from leverplus.store import open_store
+
+    extra = {"store.uri": args.store} if getattr(args, "store", None) else {}
+    settings = load_cli_settings(args, extra)
+    run_id, round_id = getattr(args, "run", None), getattr(args, "round", None)
+    if getattr(args, "config", None) or os.environ.get("LEVERPLUS_CONFIG") or (run_id is None and round_id is None):
+        return settings
+    found = recorded_settings(open_store(settings.store.uri, settings.store), run_id, round_id)
+    if found is None:
+        return settings
+    overrides = _parse_overrides(getattr(args, "overrides", []) or []) | extra
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "settings.yaml")
+        with open(path, "wb") as out:
+            out.write(found[1])
+        settings = load_settings(path, {"store.uri": settings.store.uri, **overrides})
+    get_logger().info(
+        "using the settings recorded with the run", run=found[0], overrides={k: str(v) for k, v in overrides.items()}
+    )
+    return settings
+
+
 def _context(args: argparse.Namespace, stage: str) -> Any:
-    from leverplus.cli import load_cli_settings
     from leverplus.log import bind
     from leverplus.stages.context import StageContext
 
-    settings = load_cli_settings(args, {"store.uri": args.store} if getattr(args, "store", None) else None)
+    settings = _settings(args)
     bind(
         **{
             k: v
@@ -63,8 +96,30 @@ def _record_settings(ctx: Any, args: argparse.Namespace, stage: str) -> None:
     ctx.store.put_bytes(stage_settings_key(stage, run_id, round_id), settings_to_yaml(ctx.settings).encode())
 
 
-RUN = (("--run",), {"required": True, "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"})
-ROUND = (("--round",), {"required": True, "metavar": "ROUND_ID", "help": "round id (letters, digits, . _ -)"})
+def _id(what: str) -> Callable[[str], str]:
+    """An argparse type: ids are checked by the one rule as the command line is parsed, before anything runs."""
+
+    def parse(value: str) -> str:
+        from leverplus.errors import ConfigError
+        from leverplus.ids import check_id
+
+        try:
+            return check_id(value, what)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = what
+    return parse
+
+
+RUN = (
+    ("--run",),
+    {"required": True, "type": _id("run id"), "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"},
+)
+ROUND = (
+    ("--round",),
+    {"required": True, "type": _id("round id"), "metavar": "ROUND_ID", "help": "round id (letters, digits, . _ -)"},
+)
 SHARD = (("--shard",), {"required": True, "type": int, "help": "shard id from the plan's JSON list"})
 FORCE = (("--force",), {"action": "store_true", "help": "redo even if the output exists"})
 
@@ -90,10 +145,13 @@ def _verify(ctx: Any, args: argparse.Namespace) -> None:
     from leverplus.errors import IntegrityError
     from leverplus.stages.verify import run_verify
 
-    checked, problems = run_verify(ctx)
+    checked, problems, stale = run_verify(ctx)
     for problem in problems:
         print(f"PROBLEM {problem}")
-    print(f"{ctx.store.uri}: {checked} objects checked, {len(problems)} problem(s)")
+    for line in stale:
+        print(f"STALE {line}")
+    hint = " (`leverplus store clean` removes what is stale)" if stale else ""
+    print(f"{ctx.store.uri}: {checked} objects checked, {len(problems)} problem(s), {len(stale)} stale{hint}")
     if problems:
         raise IntegrityError(f"{len(problems)} problem(s) in {ctx.store.uri}, first: {problems[0]}")
 
@@ -129,8 +187,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "choose queries, build pools, shard them; print the shard ids as JSON",
         _plan,
         (("--kind",), {"choices": ("rl", "sft", "eval"), "required": True, "help": "what the plan is for"}),
-        (("--round",), {"metavar": "ROUND_ID", "help": "round id (kind rl)"}),
-        (("--run",), {"metavar": "RUN_ID", "help": "run id (kinds sft and eval)"}),
+        (("--round",), {"type": _id("round id"), "metavar": "ROUND_ID", "help": "round id (kind rl)"}),
+        (("--run",), {"type": _id("run id"), "metavar": "RUN_ID", "help": "run id (kinds sft and eval)"}),
         FORCE,
     )
     _stage(
@@ -205,6 +263,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         (
             ("--run",),
             {
+                "type": _id("run id"),
                 "metavar": "RUN_ID",
                 "help": "the run that would retrain: its decision is recorded once and its own checkpoints never count",
             },
@@ -223,8 +282,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "report",
         "score the evaluation and write report.md, report.html, plots, metrics.json",
-        call("report", "run_report", "run", "allow_prompt_mismatch"),
+        call("report", "run_report", "run", "allow_prompt_mismatch", "force"),
         RUN,
+        (("--force",), {"action": "store_true", "help": "rewrite a finished report (e.g. with newer history)"}),
         (
             ("--allow-prompt-mismatch",),
             {"action": "store_true", "help": "compare with earlier runs whose prompt hash differs"},

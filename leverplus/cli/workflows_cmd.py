@@ -13,8 +13,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     render.add_argument("--out", default="workflows", help="output folder (default workflows/)")
     render.add_argument(
         "--chart",
-        default="charts/leverplus",
-        help="Helm chart whose files/ embed the templates (default charts/leverplus; '' to skip)",
+        help="Helm chart whose files/ embed the templates (default: charts/leverplus when --out is the default "
+        "workflows/, none otherwise: rendering elsewhere never touches the chart)",
     )
     render.add_argument("--image", help="container image reference (default leverplus:<version>)")
     render.add_argument("--check", action="store_true", help="write nothing; exit 2 if the files are out of date")
@@ -26,7 +26,8 @@ def _render(args: argparse.Namespace) -> None:
     from leverplus.errors import ConfigError
 
     opts = ArgoOptions(image=args.image) if args.image else ArgoOptions()
-    files = generated_files(Path(args.out), Path(args.chart) if args.chart else None, opts)
+    chart = args.chart if args.chart is not None else ("charts/leverplus" if args.out == "workflows" else "")
+    files = generated_files(Path(args.out), Path(chart) if chart else None, opts)
     if args.check:
         stale = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
         if stale:

@@ -18,6 +18,7 @@ from leverplus.features import FeatureTable
 from leverplus.policy.batch import make_batch, sequences_to_actions
 from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
 from leverplus.policy.network import PointerSelector
+from leverplus.policy.resume import TrainState
 
 __all__ = ["Group", "SFTExample", "policy_kl", "train_grpo", "train_rce", "train_sft"]
 
@@ -176,21 +177,32 @@ def train_grpo(
     grad_clip: float,
     seed: int,
     sink: Sink,
-    on_epoch_end: Callable[[int, PointerSelector], None] = lambda epoch, net: None,
+    on_epoch_end: Callable[[TrainState, PointerSelector], None] = lambda state, net: None,
+    resume: TrainState | None = None,
 ) -> PointerSelector:
     """Offline GRPO on stored groups.
 
     pi_old is the policy at the start of each epoch (its log-probs are snapshotted then), so the ratio and the clip
     act within an epoch; the reference is a frozen copy of the policy GRPO started from. The selector is small
     (~10^5 parameters), so a copy is exact and cheap where LoRA-with-adapters-disabled would be the large-model trick.
+
+    `net` is always the starting policy; with `resume` (the state `on_epoch_end` was given after some epoch), the
+    weights, optimizer moments and random generators continue from there and the result is byte-identical to an
+    uninterrupted run.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
     reference = copy.deepcopy(net).eval().requires_grad_(False)
     ref_logp = _all_logp(reference, groups, queries, icds)  # (N, G), once: the reference never changes
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
-    step = 0
-    for epoch in range(epochs):
+    step, first = 0, 0
+    if resume is not None:
+        net.load_state_dict(resume.model, strict=True)
+        optimizer.load_state_dict(resume.optimizer)
+        rng.setstate(resume.python_rng)
+        torch.set_rng_state(resume.torch_rng)
+        step, first = resume.step, resume.epoch
+    for epoch in range(first, epochs):
         old_logp = _all_logp(net, groups, queries, icds)  # (N, G): pi_old is the policy at the epoch's start
         for idx in _batches(range(len(groups)), batch_size, rng):
             logp, rewards = _group_logp(net, [groups[i] for i in idx], queries, icds)
@@ -212,5 +224,8 @@ def train_grpo(
         kl = policy_kl(net.eval(), reference, groups, queries, icds, seed=seed + epoch)
         net.train()
         sink(step, {"grpo/epoch": epoch, "grpo/kl_sampled": kl})
-        on_epoch_end(epoch, net)
+        state = TrainState(
+            epoch + 1, step, net.state_dict(), optimizer.state_dict(), rng.getstate(), torch.get_rng_state(), []
+        )
+        on_epoch_end(state, net)
     return net

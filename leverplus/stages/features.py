@@ -23,16 +23,27 @@ def run_features(ctx: StageContext, force: bool = False) -> list[str]:
     for encoder in needed_encoders(ctx):
         for split in dict.fromkeys((ctx.settings.data.train_split, ctx.settings.data.eval_split)):
             key = feature_key(encoder, split)
-            if ctx.store.exists(key) and not force:
+            data = ctx.split(split)
+            if ctx.store.exists(key) and not force and _covers(ctx, encoder, split, data):
                 ctx.log.info("features exist, skipping", uri=ctx.store.uri_for(key))
                 continue
-            data = ctx.split(split)
             settings = ctx.settings.features.model_copy(update={"encoder": encoder})
             with progress(len({r.image_id for r in data}), f"{encoder} features {split}") as update:
                 table = compute_features(data, settings, _device(ctx, encoder), progress=update)
             written.append(table.save(ctx.store))
             ctx.log.info("features written", uri=written[-1], questions=len(table.question_ids), dim=table.dim)
     return written
+
+
+def _covers(ctx: StageContext, encoder: str, split: str, data: object) -> bool:
+    """The stored table has every question of the split: a grown world (`data synth --add`) is re-encoded."""
+    from leverplus.features import FeatureTable
+
+    have = set(FeatureTable.load(ctx.store, encoder, split).question_ids.tolist())
+    missing = len({r.question_id for r in data} - have)  # type: ignore[attr-defined]
+    if missing:
+        ctx.log.info("the split has grown since its features were computed: re-encoding", split=split, new=missing)
+    return not missing
 
 
 def _device(ctx: StageContext, encoder: str) -> str:

@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 
 from leverplus.errors import DataError, IntegrityError
-from leverplus.records import CandidateGroup
+from leverplus.records import CandidateGroup, Manifest
 from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
@@ -100,8 +100,21 @@ def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup],
     return scored, shas
 
 
+def _published_by(ctx: StageContext, round_id: str) -> tuple[int, int] | None:
+    """(version, added) when this round already published a version: a rerun after a kill between publishing and the
+    round manifest reports what the first run did instead of "nothing new" (the newest versions are read first)."""
+    for version in range(latest_version(ctx), 0, -1):
+        stats = json.loads(ctx.store.get_bytes(f"{BALANCED}/v{version}.manifest.json"))["stats"]
+        if stats["round_id"] == round_id:
+            return version, stats["added_queries"]
+    return None
+
+
 def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -> tuple[int, int]:
     """Add the round's new balanced queries as the next version; `latest` moves last. -> (version, added)"""
+    if (done := _published_by(ctx, round_id)) is not None:
+        ctx.log.info("this round already published its version", round_id=round_id, version=f"v{done[0]}")
+        return done
     version, current = load_balanced(ctx)
     check_groups(current, ctx.settings, f"merge round {round_id} into balanced set v{version}")
     present = {g.question_id for g in current}
@@ -126,6 +139,10 @@ def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -
 
 
 def run_filter(ctx: StageContext, round_id: str) -> dict:
+    manifest_key = f"{round_prefix(round_id)}/manifest.json"
+    if ctx.store.exists(manifest_key):  # the round is filtered: a retried or continued run reports it again
+        ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
+        return Manifest.model_validate_json(ctx.store.get_bytes(manifest_key)).stats
     scored, shard_shas = _join_round(ctx, round_id)
     check_groups(scored, ctx.settings, f"filter round {round_id}")
     twice = sorted(q for q, n in Counter(g.question_id for g in scored).items() if n > 1)
@@ -144,7 +161,7 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
         "version": f"v{version}",
     }
     ctx.put_json(
-        f"{round_prefix(round_id)}/manifest.json",
+        manifest_key,
         ctx.manifest("round", inputs={"plan": ctx.store.uri_for(plan_key(round_id))}, outputs=shard_shas, stats=stats),
     )
     return stats

@@ -9,9 +9,7 @@ runs/<run-id>/settings.yaml (local runner), settings/<stage>.yaml (every stage),
 
 from __future__ import annotations
 
-import re
-
-from leverplus.errors import ConfigError
+from leverplus.ids import check_id
 
 __all__ = [
     "BALANCED",
@@ -32,14 +30,6 @@ __all__ = [
 BALANCED = "rl-data/balanced"
 MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
 LEASE = f"{BALANCED}/.lease"  # exists while a round publishes a version
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_id(value: str, what: str) -> str:
-    """Run and round ids become key segments: no '/', no '..', no surprises."""
-    if not _ID.fullmatch(value) or ".." in value:
-        raise ConfigError(f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' (no '/' or '..')")
-    return value
 
 
 def shard_key(prefix: str, shard: int) -> str:

@@ -59,7 +59,10 @@ def _rl_queries(ctx: StageContext, round_id: str) -> list[int]:
     wanted = math.ceil(rl.target_new_queries / max(rate, 0.02))
     fresh = [q for q in ctx.features("train").question_ids.tolist() if q not in planned]
     if not fresh:
-        raise ConfigError("plan: every train question has been scored by an earlier round; nothing left to plan")
+        raise ConfigError(
+            "plan: every train question has been scored by an earlier round; nothing left to plan (a synthetic "
+            "world grows with `leverplus data synth --add N --out <data root>`)"
+        )
     rng = np.random.default_rng([ctx.settings.run.seed, len({k.split("/")[1] for k in ctx.store.list("rounds/")})])
     chosen = sorted(rng.choice(fresh, size=min(wanted, len(fresh)), replace=False).tolist())
     ctx.log.info("rl plan sized", acceptance_rate=round(rate, 3), wanted=wanted, fresh=len(fresh), chosen=len(chosen))

@@ -145,8 +145,12 @@ def _training(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = False) -> str:
+def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = False, force: bool = False) -> str:
     check_id(run_id, "run id")
+    done = f"{report_prefix(run_id)}/manifest.json"
+    if ctx.store.exists(done) and not force:  # complete (the manifest is written last): a retried step keeps it
+        ctx.log.info("report exists, skipping (--force rewrites it)", uri=ctx.store.uri_for(done))
+        return ctx.store.uri_for(f"{report_prefix(run_id)}/report.md")
     s = ctx.settings
     grouped = _load_records(ctx, run_id)
     plan = ctx.read_plan(f"{eval_prefix(run_id)}/plan.json")

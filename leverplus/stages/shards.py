@@ -6,7 +6,7 @@
 The shard is written first and its manifest second (each atomically), so a shard without a manifest is one whose
 writer died between the two. On resume a shard counts as done only if it matches its manifest; a shard that does
 not (missing manifest, truncated or altered bytes) is redone, which is safe because shards are deterministic.
-A shard written under a different prompt is a conflict: mixing prompt versions in one round would bias the data.
+A shard written under a different prompt or other settings is a conflict: mixing them in one round would bias the data.
 Readers (filter, training, report, verify) read shards through `read_shard`, which fails naming the object.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from leverplus.errors import ConflictError, IntegrityError
 from leverplus.lvlm.prompt import PROMPT_HASH
+from leverplus.records import Manifest
 from leverplus.stages.context import StageContext
 
 __all__ = ["manifest_key", "read_shard", "shard_done", "write_shard"]
@@ -53,5 +54,11 @@ def shard_done(ctx: StageContext, key: str, force: bool) -> bool:
     except IntegrityError as exc:
         ctx.log.warning("redoing shard", uri=ctx.store.uri_for(key), reason=str(exc))
         return False
+    made_with = Manifest.model_validate_json(ctx.store.get_bytes(manifest_key(key))).settings_hash
+    if made_with != ctx.settings_hash:  # reusing it would mix settings inside one round or run (issue 12 D5)
+        raise ConflictError(
+            f"{ctx.store.uri_for(key)} was made with settings {made_with[:12]}, this command's are "
+            f"{ctx.settings_hash[:12]}: use a new round/run id, or --force to redo the shard"
+        )
     ctx.log.info("shard exists and matches its manifest, skipping", uri=ctx.store.uri_for(key))
     return True

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from leverplus.config import RLSettings
-from leverplus.errors import DataError
+from leverplus.errors import ConflictError, DataError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_policy
+from leverplus.policy.resume import TrainState, load_state, save_state
 from leverplus.policy.rewards import reward
 from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, train_sft
 from leverplus.records import canonical_json
@@ -58,6 +59,8 @@ def _save(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, *
 
 
 def run_sft(ctx: StageContext, run_id: str) -> str:
+    if done := _trained(ctx, checkpoint_prefix(run_id, "sft"), None, None):
+        return done
     prefix = sft_prefix(run_id)
     plan = ctx.read_plan(f"{prefix}/plan.json")
     examples = []
@@ -147,11 +150,25 @@ def _seed_init(ctx: StageContext, run_id: str, stage: str, init: str, seed: int)
     return own if seed and ctx.store.exists(f"{own}/config.json") else init
 
 
+def _pinned_version(ctx: StageContext, version: int | None, checkpoint: str) -> int | None:
+    """The data version to train on: the one asked for, else the one `checkpoint` (this stage's earlier output, or
+    the policy it starts from) was trained on, so a continued run trains on the data it started with even if a
+    round has published a newer version since; else None (latest)."""
+    config = ctx.checkpoint_store(checkpoint)
+    if version is not None or not config.exists("config.json"):
+        return version
+    recorded = json.loads(config.get_bytes("config.json")).get("data_version")
+    return int(recorded[1:]) if recorded else None
+
+
 def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
-    groups, data_version = _groups(ctx, version)
+    groups, data_version = _groups(ctx, _pinned_version(ctx, version, checkpoint_prefix(run_id, "rce")))
     rl, train = ctx.settings.rl, ctx.features(ctx.settings.data.train_split)
     uri = ""
     for seed in range(rl.seeds):
+        if done := _trained(ctx, checkpoint_prefix(run_id, "rce", seed), init, data_version):
+            uri = uri or done
+            continue
         net, curve = _load_init(ctx, init), _Curve()
         train_rce(net, groups, train, train, **rce_options(rl, ctx.settings.run.seed + seed), sink=curve)
         written = _save(
@@ -185,7 +202,7 @@ def _training_settings(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
-    groups, data_version = _groups(ctx, version)
+    groups, data_version = _groups(ctx, _pinned_version(ctx, version, init))
     flat = sum(len(set(g.rewards)) == 1 for g in groups)
     ctx.log.info("grpo groups", groups=len(groups), zero_reward_variance=flat)
     uri = ""
@@ -199,9 +216,11 @@ def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = No
 def _grpo_seed(
     ctx: StageContext, run_id: str, init: str, groups: list[Group], data_version: str, seed: int, flat: int
 ) -> str:
+    prefix = checkpoint_prefix(run_id, "grpo", seed)
+    if done := _trained(ctx, prefix, init, data_version):
+        return done
     net = _load_init(ctx, init)
     rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
-    prefix = checkpoint_prefix(run_id, "grpo", seed)
     provenance = {
         "stage": "grpo",
         "init": init,
@@ -213,11 +232,49 @@ def _grpo_seed(
         **_training_settings(ctx),
     }
 
-    def checkpoint_epoch(epoch: int, model: PointerSelector) -> None:
-        _save(ctx, model, f"{prefix}/epoch-{epoch + 1:03d}", curve, epoch=epoch + 1, **provenance)
+    # The epoch state is the checkpoint a kill resumes from; it belongs to these settings, init and data only.
+    state_key, guard = f"{prefix}/resume.safetensors", _guard(ctx, init, data_version)
+    resume = load_state(ctx.store, state_key, guard)
+    if resume is not None:
+        curve.rows = resume.curve
+        ctx.log.info("grpo continues from its last epoch", seed=seed, epochs_done=resume.epoch)
+
+    def checkpoint_epoch(state: TrainState, model: PointerSelector) -> None:
+        _save(ctx, model, f"{prefix}/epoch-{state.epoch:03d}", curve, epoch=state.epoch, **provenance)
+        state.curve = curve.rows
+        save_state(ctx.store, state_key, state, guard)
 
     options = grpo_options(rl, ctx.settings.run.seed + seed)
-    train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=checkpoint_epoch)
+    train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=checkpoint_epoch, resume=resume)
     uri = _save(ctx, net, prefix, curve, **provenance)
+    ctx.store.delete(state_key)  # the finished checkpoint supersedes it
     ctx.log.info("grpo checkpoint written", uri=uri, seed=seed, data_version=data_version)
+    return uri
+
+
+def _guard(ctx: StageContext, init: str, data_version: str) -> dict[str, str]:
+    return {"settings_hash": ctx.settings_hash, "init": init, "data_version": data_version}
+
+
+def _trained(ctx: StageContext, prefix: str, init: str | None, data_version: str | None) -> str:
+    """The URI of the complete checkpoint this stage already wrote with the same settings, init and data (a rerun
+    skips it), or "" when there is none. One made otherwise is a conflict: a run's checkpoint is never overwritten."""
+    key = f"{prefix}/config.json"
+    if not ctx.store.exists(key):
+        return ""
+    config = json.loads(ctx.store.get_bytes(key))
+    recorded = {
+        "settings_hash": config.get("settings_hash"),
+        "init": config.get("init"),
+        "data": config.get("data_version"),
+    }
+    wanted = {"settings_hash": ctx.settings_hash, "init": init, "data": data_version}
+    differs = [k for k in wanted if wanted[k] is not None and recorded[k] != wanted[k]]
+    uri = ctx.store.uri_for(prefix)
+    if differs:
+        raise ConflictError(
+            f"{uri} was trained with another {' and '.join(differs)} ({', '.join(f'{recorded[k]}' for k in differs)}): "
+            "a run's checkpoints are never overwritten; use another --run"
+        )
+    ctx.log.info("checkpoint exists with these settings, skipping", uri=uri)
     return uri

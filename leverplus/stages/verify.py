@@ -7,6 +7,8 @@ shards        every shard (rounds, SFT data, eval) matches its own manifest and,
 reports       every file of a finished report matches the sha256 in the report's manifest
 checkpoints   every checkpoint loads strictly and matches the sha256 in its config
 features      every feature file loads
+datasets      every split of every dataset under datasets/ loads (JSON, 10 answers, annotations match)
+stale         temp objects of killed writes older than an hour, and the publishing lease, are listed (not problems)
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import json
 import re
 from collections.abc import Callable
 
-from leverplus.errors import IntegrityError, LeverPlusError
+from leverplus.data import load_split
+from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
 from leverplus.policy import load_policy
 from leverplus.records import Manifest
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import latest_version, load_balanced, parse_groups
-from leverplus.stages.layout import BALANCED
+from leverplus.stages.layout import BALANCED, LEASE
 from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
+from leverplus.store import open_store
+from leverplus.store.clean import debris
 
 __all__ = ["run_verify"]
 
@@ -68,8 +73,20 @@ def _shards(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[
         check(key, lambda k=key: one(k))
 
 
-def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
-    """(objects checked, problems)."""
+STALE_TEMP_S = 3600.0  # a write in flight takes seconds to minutes; an hour-old temp object is debris
+
+
+def _stale(ctx: StageContext) -> list[str]:
+    """Debris of interrupted work: not corruption (readers never see it), but worth cleaning."""
+    temps, lease = debris(ctx.store, LEASE, STALE_TEMP_S)
+    lines = [f"temp object {t.ident} of {ctx.store.uri_for(t.key)}, {t.age_s / 3600:.1f} h old" for t in temps]
+    return lines + ([f"lease {lease}"] if lease else [])
+
+
+def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
+    """(objects checked, problems, stale debris)."""
+    if not ctx.store.list():
+        raise NotFoundError(f"{ctx.store.uri} holds no objects: is the store URI right?")
     keys = ctx.store.list()
     problems: list[str] = []
     checked = 0
@@ -95,4 +112,8 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str]]:
     for key in (k for k in keys if k.startswith("features/") and k.endswith(".safetensors")):
         _, encoder, name = key.split("/")
         check(key, lambda e=encoder, n=name: FeatureTable.load(ctx.store, e, n.removesuffix(".safetensors")))
-    return checked, problems
+    for key in (k for k in keys if k.startswith("datasets/") and k.endswith("_questions.json")):
+        name, split = key.split("/")[1], key.rsplit("_", 2)[-2].removeprefix("mscoco_").removesuffix("2014")
+        root = open_store(ctx.store.uri_for(f"datasets/{name}"), ctx.settings.store)
+        check(f"dataset {name}/{split}", lambda r=root, s=split: load_split(r, s))
+    return checked, problems, _stale(ctx)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from leverplus.errors import StoreError
 
-__all__ = ["CHUNK", "ObjectInfo", "Store", "check_key", "sha256_stream"]
+__all__ = ["CHUNK", "ObjectInfo", "Store", "TempObject", "check_key", "sha256_stream"]
 
 CHUNK = 1 << 20
 _BAD_CHARS = re.compile(r"[\x00-\x1f\\]")
@@ -28,6 +28,16 @@ class ObjectInfo:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class TempObject:
+    """What an interrupted write left behind: a local temp file, or an S3 multipart upload never completed."""
+
+    key: str  # the object it was going to become
+    ident: str  # the temp file's name, or the upload id
+    age_s: float
+    size: int
 
 
 def check_key(key: str) -> str:
@@ -81,6 +91,13 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove key (tests and explicit clean-up only). Missing keys are not an error."""
+
+    @abstractmethod
+    def temp_objects(self) -> list[TempObject]:
+        """Debris of interrupted writes (invisible to readers and to list())."""
+
+    @abstractmethod
+    def remove_temp(self, temp: TempObject) -> None: ...
 
     def get_bytes(self, key: str) -> bytes:
         with self.open(key) as stream:

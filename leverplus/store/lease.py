@@ -2,8 +2,10 @@
 
 Taking the lease is one conditional create (S3 `If-None-Match: *`, enforced by AWS S3, MinIO and moto; on a local
 store a hard link, which fails atomically if the name exists). Whoever created it holds it until it is deleted.
-A holder killed with -9 leaves its lease behind: the error names the holder and the object to delete once you
-have checked that it is gone. This sits on top of the CronWorkflow's `concurrencyPolicy: Forbid`.
+A holder killed with -9 leaves its lease behind. When the holder is provably gone (it ran on this host and its pid
+no longer exists) the next taker removes it, with a warning; otherwise (another host, another pod) the error names
+the holder, and `leverplus store clean --release-lease` removes it once an operator has checked. No expiry by time:
+that could let two slow rounds publish at once. This sits on top of the CronWorkflow's `concurrencyPolicy: Forbid`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from leverplus.errors import ConflictError
+from leverplus.errors import ConflictError, LeverPlusError
+from leverplus.log import get_logger
 from leverplus.store.base import Store
 
-__all__ = ["lease"]
+__all__ = ["describe_holder", "holder_gone", "lease", "read_holder"]
+
+
+def read_holder(store: Store, key: str) -> dict | None:
+    """The lease's holder, or None when there is no lease (or it is unreadable: then it is held by someone unknown,
+    returned as {})."""
+    if not store.exists(key):
+        return None
+    try:
+        holder = json.loads(store.get_bytes(key))
+    except (ValueError, LeverPlusError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def holder_gone(holder: dict) -> bool:
+    """Provably gone: it ran on this host and no process has its pid any more."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a live process of another user
+        return False
+    return False
+
+
+def describe_holder(holder: dict) -> str:
+    if not holder:
+        return "an unknown holder"
+    return f"{holder.get('owner')} on {holder.get('host')} (pid {holder.get('pid')}) since {holder.get('since')}"
 
 
 @contextmanager
@@ -30,15 +64,15 @@ def lease(store: Store, key: str, owner: str) -> Iterator[None]:
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if not store.put_if_absent(key, json.dumps(body).encode()):
-        try:
-            holder = json.loads(store.get_bytes(key))
-            who = f"{holder.get('owner')} on {holder.get('host')} (pid {holder.get('pid')}) since {holder.get('since')}"
-        except (ValueError, OSError, ConflictError):
-            who = "an unknown holder"
-        raise ConflictError(
-            f"{store.uri_for(key)} is held by {who}; another round is publishing. If that process "
-            f"is gone, delete the lease object and retry"
-        )
+        holder = read_holder(store, key) or {}
+        if holder and holder_gone(holder):
+            get_logger().warning("removing a lease whose holder is gone", lease=store.uri_for(key), **holder)
+            store.delete(key)
+        if not (holder and holder_gone(holder)) or not store.put_if_absent(key, json.dumps(body).encode()):
+            raise ConflictError(
+                f"{store.uri_for(key)} is held by {describe_holder(holder)}; another round is publishing. If that "
+                "process is gone, run `leverplus store clean --release-lease` and retry"
+            )
     try:
         yield
     finally:

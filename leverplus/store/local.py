@@ -6,12 +6,13 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from leverplus.errors import NotFoundError, StoreError
-from leverplus.store.base import CHUNK, ObjectInfo, Store, check_key
+from leverplus.store.base import CHUNK, ObjectInfo, Store, TempObject, check_key
 
 __all__ = ["LocalStore"]
 
@@ -31,9 +32,9 @@ class LocalStore(Store):
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{_TMP_MARK}")
         except OSError as exc:
-            raise StoreError(f"cannot create {target.parent}: {exc.strerror}") from exc
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{_TMP_MARK}")
+            raise StoreError(f"writing {self.uri_for(key)}: {exc.strerror or exc}") from exc
         digest, size = hashlib.sha256(), 0
         try:
             with os.fdopen(fd, "wb") as out:
@@ -44,9 +45,13 @@ class LocalStore(Store):
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            # Disk full, read-only, denied on our side: one line naming the object, nothing left. (A source file
+            # that cannot be read is the caller's error and names itself.)
+            if isinstance(exc, OSError) and exc.filename in (None, tmp, str(target)):
+                raise StoreError(f"writing {self.uri_for(key)}: {exc.strerror or exc}") from exc
             raise
         return ObjectInfo(key=key, size=size, sha256=digest.hexdigest())
 
@@ -80,11 +85,15 @@ class LocalStore(Store):
             return open(path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFoundError(f"{self.uri_for(key)} does not exist") from exc
+        except OSError as exc:
+            raise StoreError(f"reading {self.uri_for(key)}: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():  # a mistyped store path holds nothing (never walk its parent)
+            return []
         base = self.root / prefix if prefix else self.root
         start = base if base.is_dir() else base.parent
         if not start.is_dir():
@@ -101,3 +110,17 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def temp_objects(self) -> list[TempObject]:
+        now, found = time.time(), []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in (n for n in files if _TMP_MARK in n):
+                path = Path(dirpath, name)
+                stat = path.stat()
+                target = name.split(_TMP_MARK, 1)[0].removeprefix(".")
+                key = Path(dirpath, target).relative_to(self.root).as_posix()
+                found.append(TempObject(key, path.relative_to(self.root).as_posix(), now - stat.st_mtime, stat.st_size))
+        return sorted(found, key=lambda t: t.ident)
+
+    def remove_temp(self, temp: TempObject) -> None:
+        self.root.joinpath(*check_key(temp.ident).split("/")).unlink(missing_ok=True)

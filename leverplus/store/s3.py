@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from leverplus.errors import NotFoundError, StoreError
-from leverplus.store.base import CHUNK, ObjectInfo, Store, check_key, sha256_stream
+from leverplus.store.base import CHUNK, ObjectInfo, Store, TempObject, check_key, sha256_stream
 
 __all__ = ["S3Options", "S3Store"]
 
@@ -82,18 +82,19 @@ class S3Store(Store):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, key: str, fn: Any, **kwargs: Any) -> Any:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise self._translate(what, key, exc) from exc
 
     def _translate(self, what: str, key: str, exc: Exception) -> StoreError:
         """One-line error naming the URI and the cause, never a credential."""
         from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-        uri = self.uri_for(key) if key else self.uri
+        uri = f"{self.uri.rstrip('/')}/{key}" if key else self.uri  # a prefix ("rounds/") is not an object key
         if isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -112,6 +113,8 @@ class S3Store(Store):
             return StoreError(
                 f"{what} {uri}: cannot reach S3 endpoint {endpoint} after {self.options.max_attempts} attempts"
             )
+        if "NoSuchBucket" in str(exc):  # the transfer manager wraps the ClientError in S3UploadFailedError
+            return StoreError(f"{what} {uri}: bucket {self.bucket!r} does not exist")
         return StoreError(f"{what} {uri}: {type(exc).__name__}: {exc}")
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
@@ -141,7 +144,7 @@ class S3Store(Store):
         return ObjectInfo(key=key, size=size, sha256=digest)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
@@ -149,6 +152,8 @@ class S3Store(Store):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 return False
+            raise self._translate("writing", key, exc) from exc
+        except BotoCoreError as exc:  # a dead endpoint while taking a lease
             raise self._translate("writing", key, exc) from exc
 
     def open(self, key: str) -> BinaryIO:
@@ -173,3 +178,27 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         self._call("deleting", key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def temp_objects(self) -> list[TempObject]:
+        """Multipart uploads that were started and never completed (a killed upload of a large file)."""
+        from datetime import UTC, datetime
+
+        prefix = self.prefix + "/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        pages = self._call("listing uploads", "", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=prefix)))
+        now = datetime.now(UTC)
+        return [
+            TempObject(u["Key"][len(prefix) :], u["UploadId"], (now - u["Initiated"]).total_seconds(), 0)
+            for page in pages
+            for u in page.get("Uploads", [])
+        ]
+
+    def remove_temp(self, temp: TempObject) -> None:
+        self._call(
+            "aborting upload of",
+            temp.key,
+            self.client.abort_multipart_upload,
+            Bucket=self.bucket,
+            Key=self._key(temp.key),
+            UploadId=temp.ident,
+        )

@@ -1,0 +1,98 @@
+"""The state an interrupted training loop needs to continue byte-identically, as one safetensors object.
+
+Tensors: the model (`model.<name>`), the optimizer's per-parameter state (`optim.<index>.<name>`) and torch's RNG
+state. Metadata (strings): the epochs done, the step count, the optimizer's param groups, the Python RNG state, the
+training curve so far, and `guard`, the provenance the state belongs to (settings hash, init, data version): a state
+left by other settings is never resumed. One object, written atomically after each epoch, so a kill leaves either
+the previous epoch's state or this one's. Never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from leverplus.errors import IntegrityError
+from leverplus.store import Store
+
+__all__ = ["TrainState", "load_state", "save_state"]
+
+
+@dataclass
+class TrainState:
+    epoch: int  # epochs completed
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]  # torch.optim state_dict
+    python_rng: tuple
+    torch_rng: torch.Tensor
+    curve: list[dict[str, float]]
+
+
+def _rng_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(data: list) -> tuple:
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)
+
+
+def save_state(store: Store, key: str, state: TrainState, guard: dict[str, Any]) -> None:
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.model.items()}
+    for index, values in state.optimizer["state"].items():
+        for name, value in values.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["torch_rng"] = state.torch_rng
+    metadata = {
+        "epoch": str(state.epoch),
+        "step": str(state.step),
+        "param_groups": json.dumps(state.optimizer["param_groups"]),
+        "python_rng": json.dumps(_rng_to_json(state.python_rng)),
+        "curve": json.dumps(state.curve),
+        "guard": json.dumps(guard, sort_keys=True),
+    }
+    store.put_bytes(key, save(tensors, metadata=metadata))
+
+
+def _metadata(raw: bytes) -> dict[str, str]:
+    """The string metadata of a safetensors file: its header is an 8-byte little-endian length and JSON."""
+    length = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8 : 8 + length])["__metadata__"]
+
+
+def load_state(store: Store, key: str, guard: dict[str, Any]) -> TrainState | None:
+    """The saved state, or None when there is none or it belongs to other settings (then training starts over)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not store.exists(key):
+        return None
+    raw = store.get_bytes(key)
+    try:
+        tensors = load(raw)
+        metadata = _metadata(raw)
+    except (SafetensorError, ValueError, KeyError) as exc:
+        raise IntegrityError(f"{store.uri_for(key)}: not a training state ({exc})") from exc
+    if json.loads(metadata.get("guard", "null")) != json.loads(json.dumps(guard, sort_keys=True)):
+        return None
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, field = name.split(".", 2)
+            optim_state.setdefault(int(index), {})[field] = value
+    return TrainState(
+        epoch=int(metadata["epoch"]),
+        step=int(metadata["step"]),
+        model={k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")},
+        optimizer={"state": optim_state, "param_groups": json.loads(metadata["param_groups"])},
+        python_rng=_rng_from_json(json.loads(metadata["python_rng"])),
+        torch_rng=tensors["torch_rng"],
+        curve=json.loads(metadata["curve"]),
+    )

@@ -1,0 +1,108 @@
+"""What `leverplus run` records in the store so that the same command typed again continues the same run.
+
+    runs/<run-id>/run.json       pipeline, round id, SFT checkpoint, settings hash, status (running | finished)
+    runs/<run-id>/settings.yaml  the resolved settings (no credentials)
+
+The record is written before the first step and marked finished after the last one. A run that never reached
+"finished" (killed, failed, machine gone) is unfinished: `leverplus run <pipeline>` continues the newest unfinished
+run of that pipeline when its settings are the same, and refuses with both hashes and the first differences when
+they are not. Every step is idempotent against its own outputs, so continuing redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from leverplus.errors import ConfigError, IntegrityError
+from leverplus.records import canonical_json
+from leverplus.stages.layout import run_prefix
+from leverplus.store import Store
+
+__all__ = [
+    "RunRecord",
+    "differences",
+    "newest_unfinished",
+    "read_record",
+    "record_key",
+    "recorded_settings",
+    "write_record",
+]
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    round_id: str
+    pipeline: str
+    sft_checkpoint: str  # as given on the command line; "" when the run trains its own
+    settings_hash: str
+    status: Literal["running", "finished"] = "running"
+    outcome: str = ""  # finished runs: what the last step decided (e.g. growth check false, and why)
+
+
+def record_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/run.json"
+
+
+def read_record(store: Store, run_id: str) -> RunRecord | None:
+    key = record_key(run_id)
+    if not store.exists(key):
+        return None
+    try:
+        return RunRecord.model_validate_json(store.get_bytes(key))
+    except ValidationError as exc:
+        raise IntegrityError(f"{store.uri_for(key)}: not a run record ({exc.errors()[0]['msg']})") from exc
+
+
+def write_record(store: Store, record: RunRecord) -> None:
+    store.put_bytes(record_key(record.run_id), canonical_json(record) + b"\n")
+
+
+def newest_unfinished(store: Store, pipeline: str) -> RunRecord | None:
+    """The unfinished run of `pipeline` with the highest id (ids sort by creation: run-0001, run-0002, ...)."""
+    run_ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")}, reverse=True)
+    for run_id in run_ids:
+        record = read_record(store, run_id)
+        if record is not None and record.pipeline == pipeline and record.status == "running":
+            return record
+    return None
+
+
+def _flat(data: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        out |= _flat(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def differences(before_yaml: bytes, now_yaml: str, limit: int = 3) -> str:
+    """'rl.retrain_growth 0.2 -> 0.9, ...': the first settings that differ between two resolved settings files."""
+    try:
+        before = _flat(yaml.safe_load(before_yaml) or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the run's recorded settings are not valid YAML: {exc}") from exc
+    now = _flat(yaml.safe_load(now_yaml) or {})
+    keys = sorted(set(before) | set(now))
+    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in keys if before.get(k) != now.get(k)]
+    more = f" (and {len(changed) - limit} more)" if len(changed) > limit else ""
+    return ", ".join(changed[:limit]) + more
+
+
+def recorded_settings(store: Store, run_id: str | None, round_id: str | None) -> tuple[str, bytes] | None:
+    """(which run, its settings.yaml) for a stage started by hand on a run or on a `leverplus run`'s round."""
+    if run_id is not None and store.exists(key := f"{run_prefix(run_id)}/settings.yaml"):
+        return run_id, store.get_bytes(key)
+    if round_id is None:
+        return None
+    for key in sorted(k for k in store.list("runs/") if k.endswith("/run.json")):
+        record = read_record(store, key.split("/")[1])
+        if record is not None and record.round_id == round_id:
+            settings_key = f"{run_prefix(record.run_id)}/settings.yaml"
+            return (record.run_id, store.get_bytes(settings_key)) if store.exists(settings_key) else None
+    return None

@@ -1,0 +1,151 @@
+"""Issue 12 D3, D8, D9, D11: every store failure a user can cause is one line naming the URI (exit 2 from the CLI),
+credentials reach every step, and debris of killed writes is listed and cleaned."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leverplus.cli import main
+from leverplus.config import StoreSettings
+from leverplus.errors import ConflictError, StoreError
+from leverplus.stages.layout import LEASE
+from leverplus.store import open_store
+from leverplus.store.clean import clean
+from leverplus.store.lease import lease
+from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, _free_port
+
+
+def test_a_missing_bucket_is_one_line_for_list_upload_and_lease(s3_env, tmp_path: Path) -> None:
+    store = open_store("s3://no-such-bucket-here/x", StoreSettings(max_attempts=1))
+    for action in (
+        lambda: store.list("rounds/"),
+        lambda: store.put_file("big.bin", _file(tmp_path)),
+        lambda: store.put_if_absent(LEASE, b"{}"),
+    ):
+        with pytest.raises(StoreError, match=r"s3://no-such-bucket-here/x/.*bucket 'no-such-bucket-here' does not"):
+            action()
+
+
+def _file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 1024)
+    return path
+
+
+def test_a_dead_endpoint_while_taking_the_lease_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNREACHABLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable")
+    settings = StoreSettings(endpoint_url=f"http://127.0.0.1:{_free_port()}", max_attempts=1, connect_timeout_s=0.5)
+    store = open_store("s3://bucket/x", settings)
+    expected = r"writing s3://bucket/x/rl-data/balanced/.lease: cannot reach S3 endpoint"
+    with pytest.raises(StoreError, match=expected), lease(store, LEASE, owner="test"):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (OSError(errno.EROFS, "Read-only file system"), "Read-only file system"),
+        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_disk_full_read_only_and_denied_are_one_line_and_leave_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: OSError, message: str
+) -> None:
+    """The failure is injected where the kernel reports it (fsync of the temp file: where a full disk shows)."""
+    root = tmp_path / "store"
+
+    def failing_fsync(fd: int) -> None:
+        raise failure
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(StoreError, match=rf"writing {root.as_uri()}/features/x.bin: {message}"):
+        open_store(str(root)).put_bytes("features/x.bin", b"data")
+    assert [p.name for p in (root / "features").iterdir()] == []  # no temp file, no object
+    # Through the CLI: exit 2 and one line.
+    assert main(["data", "synth", "--out", str(tmp_path / "world"), "--train", "3", "--val", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and str(tmp_path / "world") in err
+
+
+def test_an_unwritable_log_folder_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from pathlib import Path as P
+
+    def denied(self: P, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(P, "mkdir", denied)
+    assert main(["run", "sft", "--log-dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Permission denied" in err and str(tmp_path / "logs") in err
+
+
+def test_credentials_given_with_set_reach_every_step(s3_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D3: keys given only with --set (no AWS_* variables, and a decoy default identity in the environment that
+    would be rejected) reach the step processes, which use the launcher's identity; the secret is in no file."""
+    bucket = s3_env.new_bucket()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LEVERPLUS_"))}
+    env |= {"AWS_ACCESS_KEY_ID": "AKIADECOYDEFAULT", "AWS_SECRET_ACCESS_KEY": "decoy", "LEVERPLUS_LOG_FORMAT": "json"}
+    (tmp_path / "tiny.yaml").write_text(
+        "data: {synth_train: 60, synth_val: 12}\npool: {size: 8}\nsft: {anchors: 6, candidates: 4, epochs: 1}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "leverplus", "run", "sft", "--profile", "embedded", "--config", "tiny.yaml",
+         "--set", f"store.uri=s3://{bucket}/lp", "--set", f"store.endpoint_url={s3_env.endpoint}",
+         "--set", f"store.access_key_id={S3_ACCESS_KEY}", "--set", f"store.secret_access_key={S3_SECRET_KEY}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    keys = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket, Prefix="lp/runs/").get("Contents", [])]
+    assert "lp/runs/run-0001/checkpoints/sft/config.json" in keys
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert S3_SECRET_KEY.encode() not in path.read_bytes(), path
+
+
+def test_verify_lists_debris_and_store_clean_removes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "store"
+    store = open_store(str(root))
+    store.put_bytes("rl-data/balanced/v1.jsonl", b"")
+    debris = root / "rl-data/balanced/.v2.jsonl.tmp-abc123"
+    debris.write_bytes(b"x" * 100)
+    old = 3 * 3600
+    os.utime(debris, (debris.stat().st_mtime - old,) * 2)
+    fresh = root / "rl-data/balanced/.v3.jsonl.tmp-def456"  # a write in flight: never touched
+    fresh.write_bytes(b"y")
+    alive = {"owner": "filter of round r", "host": "another-node", "pid": 1, "since": "2026-11-25T00:00:00+00:00"}
+    store.put_bytes(LEASE, json.dumps(alive).encode())
+
+    main(["verify", "--store", str(root)])
+    out = capsys.readouterr().out
+    assert "STALE temp object rl-data/balanced/.v2.jsonl.tmp-abc123" in out and ".v3.jsonl" not in out
+    assert "STALE lease" in out and "another-node" in out and "2 stale" in out
+
+    with pytest.raises(ConflictError, match="may still be publishing"):  # a holder on another host may be alive
+        clean(store, LEASE, 3600, release_lease=False)
+    assert main(["store", "clean", "--store", str(root), "--older-than-hours", "1", "--release-lease"]) == 0
+    assert not debris.exists() and fresh.exists() and not store.exists(LEASE)
+    assert "2 thing(s) removed" in capsys.readouterr().out
+
+
+def test_a_lease_whose_holder_died_on_this_host_is_taken_over(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer exists
+    gone = {"owner": "filter of round killed", "host": socket.gethostname(), "pid": dead.pid, "since": "x"}
+    store.put_bytes(LEASE, json.dumps(gone).encode())
+    with lease(store, LEASE, owner="filter of round next"):
+        assert json.loads(store.get_bytes(LEASE))["owner"] == "filter of round next"
+    alive = gone | {"pid": os.getpid()}  # this very process: alive, so the lease is respected
+    store.put_bytes(LEASE, json.dumps(alive).encode())
+    with pytest.raises(ConflictError, match="store clean --release-lease"), lease(store, LEASE, owner="next"):
+        pass
