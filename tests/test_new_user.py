@@ -145,3 +145,12 @@ def test_every_id_is_checked_by_one_rule_where_it_enters(
     err = capsys.readouterr().err
     assert "invalid" in err and "letters, digits" in err
     assert list(tmp_path.iterdir()) == []  # nothing written (the tests run in tmp_path)
+
+
+def test_verify_checks_datasets(world, capsys: pytest.CaptureFixture[str]) -> None:
+    questions = world.root / "datasets/synthetic/v2_OpenEnded_mscoco_val2014_questions.json"
+    assert main(["verify", "--store", str(world.root)]) == 0
+    questions.write_bytes(questions.read_bytes()[:-200])  # truncated: used to give "0 problem(s)"
+    assert main(["verify", "--store", str(world.root)]) == 2
+    out = capsys.readouterr().out
+    assert "PROBLEM dataset synthetic/val:" in out and "1 problem(s)" in out

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         lvlm_cmd,
         run_cmd,
         stages_cmd,
+        status_cmd,
         store_cmd,
         workflows_cmd,
     )
@@ -58,7 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"leverplus {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module in (config_cmd, data_cmd, eval_score_cmd, lvlm_cmd, stages_cmd, run_cmd, store_cmd, workflows_cmd):
+    for module in (
+        config_cmd,
+        data_cmd,
+        eval_score_cmd,
+        lvlm_cmd,
+        stages_cmd,
+        run_cmd,
+        status_cmd,
+        store_cmd,
+        workflows_cmd,
+    ):
         module.register(commands, common)
     return parser
 

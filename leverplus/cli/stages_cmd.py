@@ -160,24 +160,81 @@ def _print(value: Any) -> None:
     print(value if isinstance(value, str) else json.dumps(value))
 
 
+# One handler per stage: a lazy import (so `--help` stays instant) and a plain call that editors can follow.
+def _features(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.features import run_features
+
+    return run_features(ctx, args.force)
+
+
+def _score(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.score import run_score
+
+    return run_score(ctx, args.round, args.shard, args.policy, args.force)
+
+
+def _filter(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.filter import run_filter
+
+    return run_filter(ctx, args.round)
+
+
+def _sft_data(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.sft_data import run_sft_data
+
+    return run_sft_data(ctx, args.run, args.shard, args.force)
+
+
+def _sft(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.train import run_sft
+
+    return run_sft(ctx, args.run)
+
+
+def _rce(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.train import run_rce
+
+    return run_rce(ctx, args.run, args.init, args.data_version)
+
+
+def _grpo(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.train import run_grpo
+
+    return run_grpo(ctx, args.run, args.init, args.data_version)
+
+
+def _eval(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.evaluate import run_eval
+
+    return run_eval(ctx, args.run, args.shard, args.policy, args.sft, args.rce, args.force)
+
+
+def _growth_check(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.growth import run_growth_check
+
+    return run_growth_check(ctx, args.run)
+
+
+def _report(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.report import run_report
+
+    return run_report(ctx, args.run, args.allow_prompt_mismatch, args.force)
+
+
+def _printing(stage: Handler) -> Handler:
+    def handler(ctx: Any, args: argparse.Namespace) -> None:
+        _print(stage(ctx, args))
+
+    return handler
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from_stages = "leverplus.stages"
-
-    def call(module: str, function: str, *arg_names: str, **fixed: Any) -> Handler:
-        def handler(ctx: Any, args: argparse.Namespace) -> None:
-            import importlib
-
-            fn = getattr(importlib.import_module(f"{from_stages}.{module}"), function)
-            _print(fn(ctx, *(getattr(args, a) for a in arg_names), **fixed))
-
-        return handler
-
     _stage(
         commands,
         common,
         "features",
         "compute each split's embeddings once and store them",
-        call("features", "run_features", "force"),
+        _printing(_features),
         FORCE,
     )
     _stage(
@@ -196,7 +253,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "score",
         "score one shard of a round's RL queries with the LVLM",
-        call("score", "run_score", "round", "shard", "policy", "force"),
+        _printing(_score),
         ROUND,
         SHARD,
         (("--policy",), {"metavar": "URI", "help": "policy checkpoint that proposes candidates (else random only)"}),
@@ -207,7 +264,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "filter",
         "join a round's shards, keep balanced queries, publish the next version",
-        call("filter", "run_filter", "round"),
+        _printing(_filter),
         ROUND,
     )
     _stage(
@@ -215,18 +272,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "sft-data",
         "InfoScore beam search over one shard of SFT anchors",
-        call("sft_data", "run_sft_data", "run", "shard", "force"),
+        _printing(_sft_data),
         RUN,
         SHARD,
         FORCE,
     )
-    _stage(commands, common, "sft", "train the selector on the InfoScore beams", call("train", "run_sft", "run"), RUN)
+    _stage(commands, common, "sft", "train the selector on the InfoScore beams", _printing(_sft), RUN)
     _stage(
         commands,
         common,
         "rce",
         "reward-weighted cross-entropy on the balanced set",
-        call("train", "run_rce", "run", "init", "data_version"),
+        _printing(_rce),
         RUN,
         (("--init",), {"required": True, "metavar": "URI", "help": "starting checkpoint (the SFT policy)"}),
         (("--data-version",), {"type": int, "help": "balanced-set version (default: latest)"}),
@@ -236,7 +293,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "grpo",
         "offline GRPO on the balanced set's groups",
-        call("train", "run_grpo", "run", "init", "data_version"),
+        _printing(_grpo),
         RUN,
         (("--init",), {"required": True, "metavar": "URI", "help": "starting checkpoint (the RCE policy)"}),
         (("--data-version",), {"type": int, "help": "balanced-set version (default: latest)"}),
@@ -246,7 +303,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "eval",
         "answer one shard of evaluation questions with every system and shot count",
-        call("evaluate", "run_eval", "run", "shard", "policy", "sft", "rce", "force"),
+        _printing(_eval),
         RUN,
         SHARD,
         (("--policy",), {"required": True, "metavar": "URI", "help": "trained policy checkpoint"}),
@@ -259,7 +316,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "growth-check",
         "print true when the balanced set has grown enough to retrain",
-        call("growth", "run_growth_check", "run"),
+        _printing(_growth_check),
         (
             ("--run",),
             {
@@ -282,7 +339,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         common,
         "report",
         "score the evaluation and write report.md, report.html, plots, metrics.json",
-        call("report", "run_report", "run", "allow_prompt_mismatch", "force"),
+        _printing(_report),
         RUN,
         (("--force",), {"action": "store_true", "help": "rewrite a finished report (e.g. with newer history)"}),
         (

@@ -64,9 +64,22 @@ class StageContext:
 
     @cached_property
     def lvlm(self) -> Any:
-        from leverplus.lvlm import load_lvlm
+        """The configured LVLM: the simulator perceives through the `simple` features of the splits that have them;
+        a transformers model loads images through this context's splits."""
+        if self.settings.lvlm.backend == "sim":
+            from leverplus.features.table import feature_key
+            from leverplus.lvlm.sim import SimLVLM
 
-        return load_lvlm(self)
+            have = [s for s in ("train", "val") if self.store.exists(feature_key("simple", s))]
+            train = self.split(self.settings.data.train_split)
+            return SimLVLM([self.features(s, "simple") for s in have], train, seed=self.settings.lvlm.sim_seed)
+        from leverplus.device import torch_device
+        from leverplus.lvlm.hf import load_hf
+
+        def load_image(record: Any) -> Any:
+            return self.split(record.split).load_image(record)
+
+        return load_hf(self.settings.lvlm, load_image, torch_device(self.settings.run.device), self.settings.store)
 
     def checkpoint_store(self, uri_or_key: str) -> Store:
         """A checkpoint given as a full URI (scheme:// or absolute path) or as a key inside the store."""

@@ -15,8 +15,9 @@ from collections import Counter
 
 import numpy as np
 
+from leverplus.catalog import Catalog
 from leverplus.errors import DataError, IntegrityError
-from leverplus.records import CandidateGroup, Manifest
+from leverplus.records import CandidateGroup
 from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
@@ -103,10 +104,11 @@ def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup],
 def _published_by(ctx: StageContext, round_id: str) -> tuple[int, int] | None:
     """(version, added) when this round already published a version: a rerun after a kill between publishing and the
     round manifest reports what the first run did instead of "nothing new" (the newest versions are read first)."""
+    catalog = Catalog(ctx.store)
     for version in range(latest_version(ctx), 0, -1):
-        stats = json.loads(ctx.store.get_bytes(f"{BALANCED}/v{version}.manifest.json"))["stats"]
-        if stats["round_id"] == round_id:
-            return version, stats["added_queries"]
+        stats = catalog.version(version)
+        if stats.round_id == round_id:
+            return version, stats.added_queries
     return None
 
 
@@ -140,9 +142,9 @@ def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -
 
 def run_filter(ctx: StageContext, round_id: str) -> dict:
     manifest_key = f"{round_prefix(round_id)}/manifest.json"
-    if ctx.store.exists(manifest_key):  # the round is filtered: a retried or continued run reports it again
+    if (done := Catalog(ctx.store).round(round_id)) is not None:  # filtered: a retried or continued run reports it
         ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
-        return Manifest.model_validate_json(ctx.store.get_bytes(manifest_key)).stats
+        return done.model_dump()
     scored, shard_shas = _join_round(ctx, round_id)
     check_groups(scored, ctx.settings, f"filter round {round_id}")
     twice = sorted(q for q, n in Counter(g.question_id for g in scored).items() if n > 1)

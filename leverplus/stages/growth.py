@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import math
 
+from leverplus.catalog import Catalog
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import latest_version
-from leverplus.stages.layout import BALANCED, run_prefix
+from leverplus.stages.layout import run_prefix
 
 __all__ = ["growth_summary", "run_growth_check"]
 
 
 def _queries(ctx: StageContext, version: str) -> int:
-    return int(json.loads(ctx.store.get_bytes(f"{BALANCED}/{version}.manifest.json"))["stats"]["queries"])
+    return Catalog(ctx.store).version(version).queries
 
 
 def run_growth_check(ctx: StageContext, run_id: str | None = None) -> str:

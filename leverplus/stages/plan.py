@@ -11,11 +11,11 @@ Re-running a plan that exists reuses it, so a retried step fans out over the sam
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
+from leverplus.catalog import Catalog
 from leverplus.errors import ConfigError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.pools import build_pools
@@ -37,18 +37,11 @@ def eval_plan_key(run_id: str) -> str:
 def scored_round_stats(ctx: StageContext, exclude: str | None = None) -> tuple[set[int], int, int]:
     """(question_ids planned by other rounds, queries scored in filtered rounds, queries accepted in them)."""
     planned: set[int] = set()
-    scored = accepted = 0
     for key in ctx.store.list("rounds/"):
-        round_id = key.split("/")[1]
-        if round_id == exclude:
-            continue
-        if key.endswith("/plan.json"):
+        if key.endswith("/plan.json") and key.split("/")[1] != exclude:
             plan = ctx.read_plan(key)
             planned.update(q.question_id for shard in plan.shards for q in shard)
-        elif key.endswith("/manifest.json"):
-            stats = json.loads(ctx.store.get_bytes(key)).get("stats", {})
-            scored += int(stats.get("scored_queries", 0))
-            accepted += int(stats.get("accepted_queries", 0))
+    scored, accepted = Catalog(ctx.store).acceptance(exclude=exclude)
     return planned, scored, accepted
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from leverplus import __version__
+from leverplus.catalog import Catalog
 from leverplus.errors import DataError, IntegrityError
 from leverplus.lvlm import lvlm_id
 from leverplus.lvlm.prompt import PROMPT_HASH
@@ -28,7 +29,7 @@ from leverplus.report.science import (
 )
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import RATIO_BINS, latest_version
-from leverplus.stages.layout import BALANCED, check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
+from leverplus.stages.layout import check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
 __all__ = ["run_report"]
@@ -67,22 +68,17 @@ def _data_stats(ctx: StageContext, run_id: str) -> dict[str, Any]:
     version = json.loads(ctx.store.get_bytes(rce_config))["data_version"] if ctx.store.exists(rce_config) else None
     if version is None:
         return {"queries": 0, "candidates": 0, "positive_ratio": 0.0, "version": None}
-    stats = json.loads(ctx.store.get_bytes(f"{BALANCED}/{version}.manifest.json"))["stats"]
+    stats = Catalog(ctx.store).version(version)
     return {
-        "queries": stats["queries"],
-        "candidates": stats["candidates"],
-        "positive_ratio": round(100 * stats["positive_ratio"], 2),
+        "queries": stats.queries,
+        "candidates": stats.candidates,
+        "positive_ratio": round(100 * stats.positive_ratio, 2),
         "version": version,
     }
 
 
 def _versions(ctx: StageContext) -> list[dict[str, Any]]:
-    rows = []
-    for key in ctx.store.list(f"{BALANCED}/"):
-        if key.endswith(".manifest.json"):
-            stats = json.loads(ctx.store.get_bytes(key))["stats"]
-            rows.append({"version": key.rsplit("/", 1)[1].split(".")[0], **stats})
-    return sorted(rows, key=lambda r: int(r["version"][1:]))
+    return [{"version": name, **v.model_dump()} for name, v in Catalog(ctx.store).versions().items()]
 
 
 def read_report_file(ctx: StageContext, run_id: str, name: str) -> bytes:
@@ -215,11 +211,8 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
 def _scored_histogram(ctx: StageContext) -> list[int]:
     """Positive-ratio histogram over every query scored in this store (accepted or rejected)."""
     hist = [0] * RATIO_BINS
-    for key in ctx.store.list("rounds/"):
-        if key.endswith("/manifest.json"):
-            stats = json.loads(ctx.store.get_bytes(key)).get("stats", {})
-            hist = [
-                a + b
-                for a, b in zip(hist, stats.get("scored", {}).get("ratio_histogram", [0] * RATIO_BINS), strict=True)
-            ]
+    catalog = Catalog(ctx.store)
+    for round_id in catalog.round_ids():
+        if (stats := catalog.round(round_id)) is not None:
+            hist = [a + b for a, b in zip(hist, stats.scored.ratio_histogram, strict=True)]
     return hist if any(hist) else []

@@ -1,0 +1,167 @@
+"""One typed view of what a store holds: rounds, balanced versions, runs, and the lease. Every read of their
+manifests' stats goes through here, as pydantic models: a missing or mistyped field fails naming the object
+instead of reading as zero. `plan`, `growth-check`, `filter`, `report` and `leverplus status` use it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from leverplus.errors import IntegrityError
+from leverplus.run_record import RunRecord, read_record
+from leverplus.stages.layout import BALANCED, LEASE
+from leverplus.store import Store
+from leverplus.store.lease import describe_holder, holder_gone, read_holder
+
+__all__ = ["Catalog", "RoundStats", "RunSummary", "SetStats", "VersionStats"]
+
+
+class _Stats(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SetStats(_Stats):
+    """A set of candidate groups: how many, and how balanced."""
+
+    queries: int
+    candidates: int
+    positive_ratio: float
+    ratio_histogram: list[int]
+
+
+class VersionStats(SetStats):
+    """rl-data/balanced/v<n>.manifest.json: the set after a round, and what the round added."""
+
+    round_id: str
+    added_queries: int
+
+
+class RoundStats(_Stats):
+    """rounds/<id>/manifest.json, written by `filter`."""
+
+    scored_queries: int
+    accepted_queries: int
+    added_queries: int
+    scored: SetStats
+    accepted: SetStats
+    version: str
+
+
+class RunSummary(_Stats):
+    run_id: str
+    pipeline: str = ""  # "" for runs started without `leverplus run` (Argo workflows)
+    status: str = ""  # running | finished | "" (no record)
+    outcome: str = ""
+    report: bool = False
+    policy_accuracy: dict[str, float] = {}  # shots -> accuracy of the trained policy, from the report
+
+
+class Catalog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _stats(self, key: str, model: type[_Stats]) -> Any:
+        try:
+            return model.model_validate(json.loads(self.store.get_bytes(key))["stats"])
+        except (ValidationError, KeyError, ValueError) as exc:
+            raise IntegrityError(f"{self.store.uri_for(key)}: stats unreadable ({_first(exc)})") from exc
+
+    # Balanced versions ------------------------------------------------------------------------------------------
+    def version_numbers(self) -> list[int]:
+        names = (k.rsplit("/", 1)[1] for k in self.store.list(f"{BALANCED}/") if k.endswith(".manifest.json"))
+        return sorted(int(n.split(".")[0][1:]) for n in names if n.startswith("v") and n.split(".")[0][1:].isdigit())
+
+    def version(self, version: int | str) -> VersionStats:
+        name = version if isinstance(version, str) else f"v{version}"
+        return self._stats(f"{BALANCED}/{name}.manifest.json", VersionStats)
+
+    def versions(self) -> dict[str, VersionStats]:
+        return {f"v{n}": self.version(n) for n in self.version_numbers()}
+
+    # Rounds -----------------------------------------------------------------------------------------------------
+    def round_ids(self) -> list[str]:
+        return sorted({k.split("/")[1] for k in self.store.list("rounds/")})
+
+    def round(self, round_id: str) -> RoundStats | None:
+        """The round's filter stats, or None when it has not been filtered yet."""
+        key = f"rounds/{round_id}/manifest.json"
+        return self._stats(key, RoundStats) if self.store.exists(key) else None
+
+    def acceptance(self, exclude: str | None = None) -> tuple[int, int]:
+        """(scored, accepted) queries over every filtered round but `exclude`."""
+        rounds = [self.round(r) for r in self.round_ids() if r != exclude]
+        done = [r for r in rounds if r is not None]
+        return sum(r.scored_queries for r in done), sum(r.accepted_queries for r in done)
+
+    # Runs -------------------------------------------------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        return sorted({k.split("/")[1] for k in self.store.list("runs/")})
+
+    def run(self, run_id: str) -> RunSummary:
+        record: RunRecord | None = read_record(self.store, run_id)
+        metrics_key = f"runs/{run_id}/report/metrics.json"
+        report = self.store.exists(f"runs/{run_id}/report/manifest.json")
+        accuracy: dict[str, float] = {}
+        if report:
+            policy = json.loads(self.store.get_bytes(metrics_key))["eval"]["policy"]
+            accuracy = {k: float(v["accuracy"]) for k, v in policy.items()}
+        return RunSummary(
+            run_id=run_id,
+            pipeline=record.pipeline if record else "",
+            status=record.status if record else "",
+            outcome=record.outcome if record else "",
+            report=report,
+            policy_accuracy=accuracy,
+        )
+
+    # The lease --------------------------------------------------------------------------------------------------
+    def lease(self) -> str:
+        """'' when nobody is publishing, else who holds the lease (and whether the holder is gone)."""
+        holder = read_holder(self.store, LEASE)
+        if holder is None:
+            return ""
+        return describe_holder(holder) + (" (gone)" if holder_gone(holder) else "")
+
+
+def _first(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+
+
+def status(store: Store) -> dict[str, Any]:
+    """Everything `leverplus status` shows, as plain data (its --json)."""
+    catalog = Catalog(store)
+    rounds = {}
+    for round_id in catalog.round_ids():
+        stats = catalog.round(round_id)
+        rounds[round_id] = (
+            {"filtered": False}
+            if stats is None
+            else {
+                "filtered": True,
+                "scored": stats.scored_queries,
+                "accepted": stats.accepted_queries,
+                "added": stats.added_queries,
+                "version": stats.version,
+            }
+        )
+    versions = {
+        name: {"queries": v.queries, "candidates": v.candidates, "positive_ratio": v.positive_ratio,
+               "round": v.round_id, "added": v.added_queries}
+        for name, v in catalog.versions().items()
+    }  # fmt: skip
+    runs = {r: catalog.run(r).model_dump(exclude={"run_id"}) for r in catalog.run_ids()}
+    return {
+        "store": store.uri,
+        "rounds": rounds,
+        "balanced_versions": versions,
+        "latest": max(versions, key=lambda v: int(v[1:])) if versions else None,
+        "runs": runs,
+        "unfinished_runs": [r for r, v in runs.items() if v["status"] == "running"],
+        "lease": catalog.lease(),
+    }
