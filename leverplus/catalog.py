@@ -11,8 +11,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from leverplus.errors import IntegrityError
+from leverplus.records import Plan
 from leverplus.run_record import RunRecord, read_record
-from leverplus.stages.layout import BALANCED, LEASE
+from leverplus.stages.layout import BALANCED, LEASE, plan_key, queries_key
 from leverplus.store import Store
 from leverplus.store.lease import describe_holder, holder_gone, read_holder
 
@@ -89,6 +90,36 @@ class Catalog:
         """The round's filter stats, or None when it has not been filtered yet."""
         key = f"rounds/{round_id}/manifest.json"
         return self._stats(key, RoundStats) if self.store.exists(key) else None
+
+    def planned_ids(self, exclude: str | None = None) -> set[int]:
+        """Every question id a round other than `exclude` planned: from each round's queries.json, or its plan when
+        the index is missing (a store from before it existed, or a plan killed before writing it)."""
+        planned: set[int] = set()
+        for round_id in self.round_ids():
+            if round_id == exclude:
+                continue
+            if self.store.exists(key := queries_key(round_id)):
+                planned.update(json.loads(self.store.get_bytes(key)))
+            elif self.store.exists(key := plan_key(round_id)):
+                plan = Plan.model_validate_json(self.store.get_bytes(key))
+                planned.update(q.question_id for shard in plan.shards for q in shard)
+        return planned
+
+    def seconds_per_query(self, exclude: str | None = None) -> float | None:
+        """Scoring wall time per query in the newest round whose shards recorded it (hardware and model change
+        between months; last night is the best guess for tonight), or None."""
+        for round_id in reversed(self.round_ids()):
+            if round_id == exclude:
+                continue
+            seconds = rows = 0.0
+            for key in self.store.list(f"rounds/{round_id}/shards/"):
+                if key.endswith(".manifest.json"):
+                    stats = json.loads(self.store.get_bytes(key))["stats"]
+                    if "seconds" in stats and stats["rows"]:
+                        seconds, rows = seconds + float(stats["seconds"]), rows + int(stats["rows"])
+            if rows:
+                return seconds / rows
+        return None
 
     def acceptance(self, exclude: str | None = None) -> tuple[int, int]:
         """(scored, accepted) queries over every filtered round but `exclude`."""

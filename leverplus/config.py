@@ -191,6 +191,13 @@ class RLSettings(_Group):
     shard_size: int = Field(
         50, ge=1, description="Queries per shard of the scoring, InfoScore and evaluation fan-outs (a pod each)."
     )
+    shard_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Target minutes of scoring per shard of an RL round (a GPU pod each): the plan sizes shards from "
+        "the seconds per query the newest scored round measured, so 10k and 100k new queries both fan out "
+        "sensibly; rl.shard_size until a round has been scored. Unset: rl.shard_size queries per shard.",
+    )
     rce_epochs: int = Field(5, ge=0, description="RCE epochs (lab: 5).")
     rce_lr: float = Field(1e-4, gt=0, description="RCE AdamW learning rate (lab: 1e-4).")
     rce_tau_start: float = Field(2.0, gt=0, description="RCE softmax temperature at the first step.")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -18,7 +19,7 @@ import yaml
 
 from leverplus.config import Settings, credentials_env, load_settings, settings_hash, settings_to_yaml
 from leverplus.data.vqav2 import annotations_file
-from leverplus.errors import ConfigError
+from leverplus.errors import ConfigError, ConflictError
 from leverplus.local import LocalRunner
 from leverplus.log import get_logger
 from leverplus.pipeline import SFT, get_pipeline
@@ -26,6 +27,7 @@ from leverplus.run_record import RunRecord, differences, newest_unfinished, read
 from leverplus.stages.growth import growth_summary
 from leverplus.stages.layout import check_id
 from leverplus.store import Store, open_store
+from leverplus.store.lease import holder_gone
 
 __all__ = ["RunRequest", "choose_run", "launch", "resolve_settings"]
 
@@ -138,6 +140,17 @@ def _check_same(store: Store, record: RunRecord, req: RunRequest, settings: Sett
         )
 
 
+def _check_not_running(store: Store, record: RunRecord) -> None:
+    """The same command typed in a second terminal must not execute the run a live runner is executing."""
+    if record.status != "running" or record.host != socket.gethostname() or not record.pid:
+        return  # on another host a live runner cannot be told from a dead one; stages stay idempotent either way
+    if not holder_gone({"host": record.host, "pid": record.pid}):
+        raise ConflictError(
+            f"run {record.run_id} in {store.uri} is being executed by pid {record.pid} on this host: wait for it, "
+            "or add --new to start another run"
+        )
+
+
 def choose_run(store: Store, req: RunRequest, settings: Settings) -> tuple[RunRecord, bool]:
     """The run this command continues (True) or the new one it starts (False); see leverplus.run_record."""
     run_id = req.run_id or settings.run.run_id
@@ -212,10 +225,12 @@ def launch(req: RunRequest) -> dict[str, str]:
     config_file = log_dir / "settings.yaml"
     config_file.write_text(settings_to_yaml(settings, secrets="omit"))
     if resumed:
+        _check_not_running(store, record)
         log.info("continuing an unfinished run (add --new for another)", run_id=run_id, round_id=record.round_id)
     else:
         store.put_bytes(f"runs/{run_id}/settings.yaml", config_file.read_bytes())
-        write_record(store, record)
+    record = record.model_copy(update={"host": socket.gethostname(), "pid": os.getpid(), "status": "running"})
+    write_record(store, record)
     ensure_world(settings)
     params = {"run_id": run_id, "round_id": record.round_id, "sft_checkpoint": record.sft_checkpoint}
     runner = LocalRunner(config_file, log_dir, req.workers, env=credentials_env(settings))

@@ -42,6 +42,8 @@ class RunRecord(BaseModel):
     settings_hash: str
     status: Literal["running", "finished"] = "running"
     outcome: str = ""  # finished runs: what the last step decided (e.g. growth check false, and why)
+    host: str = ""  # the runner executing it (or that last did): two runners never execute one run at once
+    pid: int = 0
 
 
 def record_key(run_id: str) -> str:

@@ -64,3 +64,41 @@ def test_a_missing_stats_field_fails_naming_the_object_instead_of_reading_as_zer
     world("x").store.put_bytes("runs/r/checkpoints/grpo/config.json", b'{"data_version": "v1"}')
     with pytest.raises(IntegrityError, match=r"v1\.manifest\.json: stats unreadable"):
         run_growth_check(world("growth"), "run-g")
+
+
+def test_later_rounds_exclude_earlier_ones_from_the_index_or_the_plan(world) -> None:
+    from leverplus.errors import ConflictError
+
+    small = {"rl.target_new_queries": 10, "rl.prior_acceptance_rate": 0.5}
+    plan = run_plan(world("plan", **small), "rl", plan_key("round-a"), "round-a")
+    ids = sorted(q.question_id for shard in plan.shards for q in shard)
+    index = world.root / "rounds/round-a/queries.json"
+    assert json.loads(index.read_text()) == ids  # the index later rounds read instead of the pools
+    catalog = Catalog(world("x").store)
+    assert catalog.planned_ids() == set(ids) and catalog.planned_ids(exclude="round-a") == set()
+    index.unlink()  # a store from before the index, or a plan killed before writing it
+    assert catalog.planned_ids() == set(ids)
+    plan_b = run_plan(world("plan", **small), "rl", plan_key("round-b"), "round-b")
+    assert not {q.question_id for shard in plan_b.shards for q in shard} & set(ids)
+    # A plan is reused only under the settings it was made with.
+    with pytest.raises(ConflictError, match=r"round-a/plan\.json was made with settings [0-9a-f]{12}"):
+        run_plan(world("plan", **small, **{"pool.size": 8}), "rl", plan_key("round-a"), "round-a")
+
+
+def test_shards_are_sized_by_minutes_at_the_pace_the_newest_round_measured(world) -> None:
+    _scored_round(world, "round-1")  # its shard manifests record how long scoring took
+    manifests = sorted((world.root / "rounds/round-1/shards").glob("*.manifest.json"))
+    rows = 0
+    for path in manifests:  # pin the measured pace: 2 s per query
+        doc = json.loads(path.read_text())
+        assert doc["stats"]["seconds"] > 0
+        doc["stats"]["seconds"] = 2.0 * doc["stats"]["rows"]
+        rows += doc["stats"]["rows"]
+        path.write_text(json.dumps(doc))
+    assert Catalog(world("x").store).seconds_per_query() == 2.0
+    sized = {"rl.target_new_queries": 40, "rl.prior_acceptance_rate": 0.5, "rl.shard_minutes": 0.5}
+    plan = run_plan(world("plan", **sized), "rl", plan_key("round-2"), "round-2")
+    assert {len(s) for s in plan.shards[:-1]} == {15}  # 30 s / 2 s per query
+    unsized = {**sized, "rl.shard_minutes": None}  # unset: rl.shard_size (60 in these tests)
+    plan3 = run_plan(world("plan", **unsized), "rl", plan_key("round-3"), "round-3")
+    assert len(plan3.shards[0]) == min(60, sum(len(s) for s in plan3.shards))

@@ -12,7 +12,7 @@ import pytest
 
 from leverplus.config import load_settings
 from leverplus.errors import ConfigError, ConflictError
-from leverplus.launch import RunRequest, choose_run
+from leverplus.launch import RunRequest, choose_run, launch, resolve_settings
 from leverplus.policy import PointerSelector, PolicyConfig, save_policy
 from leverplus.policy.resume import load_state
 from leverplus.run_record import read_record, write_record
@@ -133,3 +133,65 @@ def _spy(fn, seen: list):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def test_a_run_a_live_runner_is_executing_is_not_executed_twice(tmp_path: Path) -> None:
+    """The same command in a second terminal: refused while the first runner lives, continued once it is gone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    store = open_store(str(tmp_path / "leverplus-store"))
+    settings, _ = resolve_settings(RunRequest(pipeline="sft", profile="embedded"), tmp_path)
+    record, _ = choose_run(store, RunRequest(pipeline="sft", profile="embedded"), settings)
+    store.put_bytes("runs/run-0001/settings.yaml", b"{}")
+    write_record(store, record.model_copy(update={"host": socket.gethostname(), "pid": os.getpid()}))  # alive
+    request = RunRequest(pipeline="sft", profile="embedded", log_dir=str(tmp_path / "logs"))
+    with pytest.raises(ConflictError, match=f"run run-0001 .* is being executed by pid {os.getpid()} on this host"):
+        launch(request)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_record(store, record.model_copy(update={"host": socket.gethostname(), "pid": dead.pid}))
+    assert choose_run(store, request, settings) == (read_record(store, "run-0001"), True)  # gone: continued
+
+
+@pytest.mark.parametrize("stage", ["sft", "rce"])
+def test_sft_and_rce_killed_mid_training_resume_byte_identically(world, monkeypatch, stage: str) -> None:
+    import shutil
+
+    from leverplus.stages import train
+    from leverplus.stages.plan import run_plan, sft_plan_key
+    from leverplus.stages.sft_data import run_sft_data
+
+    sizes = {"rl.rce_epochs": 4, "sft.epochs": 4}
+    if stage == "sft":
+        plan = run_plan(world("plan"), "sft", sft_plan_key("run-r"), "run-r")
+        for shard in plan.shard_ids():
+            run_sft_data(world("sft-data"), "run-r", shard)
+        run = lambda: train.run_sft(world("sft", **sizes), "run-r")  # noqa: E731
+    else:
+        init = _trained_start(world)
+        run = lambda: train.run_rce(world("rce", **sizes), "run-r", init)  # noqa: E731
+    out = world.root / f"runs/run-r/checkpoints/{stage}"
+    run()
+    uninterrupted = {n: (out / n).read_bytes() for n in ("model.safetensors", "metrics.jsonl", "config.json")}
+    shutil.rmtree(out)
+    real_save = train.save_state
+
+    def killed_after_epoch_3(store, key, state, guard) -> None:
+        real_save(store, key, state, guard)
+        if state.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_state", killed_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert (out / "resume.safetensors").exists() and not (out / "config.json").exists()
+    monkeypatch.setattr(train, "save_state", real_save)
+    loop = {"sft": "train_sft", "rce": "train_rce"}[stage]
+    resumed_epochs: list[int] = []
+    monkeypatch.setattr(train, loop, _spy(getattr(train, loop), resumed_epochs))
+    run()
+    assert resumed_epochs == [3] and not (out / "resume.safetensors").exists()
+    assert {n: (out / n).read_bytes() for n in uninterrupted} == uninterrupted

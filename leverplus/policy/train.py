@@ -2,6 +2,9 @@
 loss -> backward -> clip -> step -> zero grad -> log. Metrics go to one sink with slash-namespaced names.
 
 GRPO's reference is a frozen copy of the policy GRPO started from (see `train_grpo`).
+
+Every loop calls `on_epoch_end` with a TrainState (weights, optimizer moments, both random generators, step); given
+back as `resume`, the loop continues after that epoch and ends byte-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -46,6 +49,34 @@ def _batches(items: Sequence[Any], size: int, rng: random.Random) -> list[list[A
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
+EpochEnd = Callable[[TrainState, PointerSelector], None]  # called after every epoch with what resumes it
+
+
+def _no_epoch_end(state: TrainState, net: PointerSelector) -> None:
+    return None
+
+
+def _restore(
+    net: PointerSelector, optimizer: torch.optim.Optimizer, rng: random.Random, resume: TrainState | None
+) -> tuple[int, int]:
+    """Continue where `resume` left off: weights, optimizer moments, both random generators. -> (step, epoch)"""
+    if resume is None:
+        return 0, 0
+    net.load_state_dict(resume.model, strict=True)
+    optimizer.load_state_dict(resume.optimizer)
+    rng.setstate(resume.python_rng)
+    torch.set_rng_state(resume.torch_rng)
+    return resume.step, resume.epoch
+
+
+def _state(
+    epochs_done: int, step: int, net: PointerSelector, optimizer: torch.optim.Optimizer, rng: random.Random
+) -> TrainState:
+    return TrainState(
+        epochs_done, step, net.state_dict(), optimizer.state_dict(), rng.getstate(), torch.get_rng_state(), []
+    )
+
+
 def _step(net: PointerSelector, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> float:
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
@@ -66,13 +97,15 @@ def train_sft(
     grad_clip: float,
     seed: int,
     sink: Sink,
+    on_epoch_end: EpochEnd = _no_epoch_end,
+    resume: TrainState | None = None,
 ) -> PointerSelector:
     """Maximise log pi(sequence | query, pool) on InfoScore beam sequences."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
-    step = 0
-    for epoch in range(epochs):
+    step, first = _restore(net, optimizer, rng, resume)
+    for epoch in range(first, epochs):
         for chunk in _batches(examples, batch_size, rng):
             batch = make_batch([e.question_id for e in chunk], [e.pool for e in chunk], queries, icds)
             actions = sequences_to_actions(batch.pool_ids, [e.sequence for e in chunk])
@@ -81,6 +114,7 @@ def train_sft(
             grad_norm = _step(net, optimizer, loss, grad_clip)
             step += 1
             sink(step, {"sft/loss": float(loss.detach()), "sft/grad_norm": grad_norm, "sft/epoch": epoch})
+        on_epoch_end(_state(epoch + 1, step, net, optimizer, rng), net)
     return net
 
 
@@ -116,14 +150,16 @@ def train_rce(
     grad_clip: float,
     seed: int,
     sink: Sink,
+    on_epoch_end: EpochEnd = _no_epoch_end,
+    resume: TrainState | None = None,
 ) -> PointerSelector:
     """Reward-weighted cross-entropy with the temperature annealed linearly from tau_start to tau_end."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
     total_steps = max(1, epochs * -(-len(groups) // batch_size))
-    step = 0
-    for epoch in range(epochs):
+    step, first = _restore(net, optimizer, rng, resume)
+    for epoch in range(first, epochs):
         for chunk in _batches(groups, batch_size, rng):
             tau = tau_start + (tau_end - tau_start) * step / max(1, total_steps - 1)
             logp, rewards = _group_logp(net, chunk, queries, icds)
@@ -133,6 +169,7 @@ def train_rce(
             sink(
                 step, {"rce/loss": float(loss.detach()), "rce/tau": tau, "rce/grad_norm": grad_norm, "rce/epoch": epoch}
             )
+        on_epoch_end(_state(epoch + 1, step, net, optimizer, rng), net)
     return net
 
 
@@ -177,7 +214,7 @@ def train_grpo(
     grad_clip: float,
     seed: int,
     sink: Sink,
-    on_epoch_end: Callable[[TrainState, PointerSelector], None] = lambda state, net: None,
+    on_epoch_end: EpochEnd = _no_epoch_end,
     resume: TrainState | None = None,
 ) -> PointerSelector:
     """Offline GRPO on stored groups.
@@ -186,22 +223,15 @@ def train_grpo(
     act within an epoch; the reference is a frozen copy of the policy GRPO started from. The selector is small
     (~10^5 parameters), so a copy is exact and cheap where LoRA-with-adapters-disabled would be the large-model trick.
 
-    `net` is always the starting policy; with `resume` (the state `on_epoch_end` was given after some epoch), the
-    weights, optimizer moments and random generators continue from there and the result is byte-identical to an
-    uninterrupted run.
+    `net` is always the starting policy (the reference is built from it); with `resume`, training continues as in
+    every loop here.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
     reference = copy.deepcopy(net).eval().requires_grad_(False)
     ref_logp = _all_logp(reference, groups, queries, icds)  # (N, G), once: the reference never changes
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
-    step, first = 0, 0
-    if resume is not None:
-        net.load_state_dict(resume.model, strict=True)
-        optimizer.load_state_dict(resume.optimizer)
-        rng.setstate(resume.python_rng)
-        torch.set_rng_state(resume.torch_rng)
-        step, first = resume.step, resume.epoch
+    step, first = _restore(net, optimizer, rng, resume)
     for epoch in range(first, epochs):
         old_logp = _all_logp(net, groups, queries, icds)  # (N, G): pi_old is the policy at the epoch's start
         for idx in _batches(range(len(groups)), batch_size, rng):
@@ -224,8 +254,5 @@ def train_grpo(
         kl = policy_kl(net.eval(), reference, groups, queries, icds, seed=seed + epoch)
         net.train()
         sink(step, {"grpo/epoch": epoch, "grpo/kl_sampled": kl})
-        state = TrainState(
-            epoch + 1, step, net.state_dict(), optimizer.state_dict(), rng.getstate(), torch.get_rng_state(), []
-        )
-        on_epoch_end(state, net)
+        on_epoch_end(_state(epoch + 1, step, net, optimizer, rng), net)
     return net

@@ -1,10 +1,10 @@
 """Where everything lives in the store (DESIGN §4), in one place:
 
 features/<encoder>/<split>.safetensors
-rounds/<round-id>/plan.json, shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml
+rounds/<round-id>/plan.json, queries.json, shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml
 rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
-runs/<run-id>/settings.yaml (local runner), settings/<stage>.yaml (every stage), sft-data/...,
-    checkpoints/<stage>/... and checkpoints/seed-<s>/<stage>/..., eval/..., report/...
+runs/<run-id>/run.json + settings.yaml (`leverplus run`), settings/<stage>.yaml (every stage), growth-check.json,
+    sft-data/..., checkpoints/<stage>/... and checkpoints/seed-<s>/<stage>/..., eval/..., report/...
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "checkpoint_prefix",
     "eval_prefix",
     "plan_key",
+    "queries_key",
     "report_prefix",
     "round_prefix",
     "run_prefix",
@@ -42,6 +43,11 @@ def round_prefix(round_id: str) -> str:
 
 def plan_key(round_id: str) -> str:
     return f"{round_prefix(round_id)}/plan.json"
+
+
+def queries_key(round_id: str) -> str:
+    """The round's planned question ids (sorted JSON list): later rounds exclude them without reading pools."""
+    return f"{round_prefix(round_id)}/queries.json"
 
 
 def run_prefix(run_id: str) -> str:

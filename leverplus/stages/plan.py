@@ -16,12 +16,12 @@ import math
 import numpy as np
 
 from leverplus.catalog import Catalog
-from leverplus.errors import ConfigError
+from leverplus.errors import ConfigError, ConflictError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.pools import build_pools
 from leverplus.records import Plan, PlannedQuery
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import eval_prefix, plan_key, sft_prefix
+from leverplus.stages.layout import eval_prefix, plan_key, queries_key, sft_prefix
 
 __all__ = ["eval_plan_key", "plan_key", "run_plan", "scored_round_stats", "sft_plan_key"]
 
@@ -36,12 +36,9 @@ def eval_plan_key(run_id: str) -> str:
 
 def scored_round_stats(ctx: StageContext, exclude: str | None = None) -> tuple[set[int], int, int]:
     """(question_ids planned by other rounds, queries scored in filtered rounds, queries accepted in them)."""
-    planned: set[int] = set()
-    for key in ctx.store.list("rounds/"):
-        if key.endswith("/plan.json") and key.split("/")[1] != exclude:
-            plan = ctx.read_plan(key)
-            planned.update(q.question_id for shard in plan.shards for q in shard)
-    scored, accepted = Catalog(ctx.store).acceptance(exclude=exclude)
+    catalog = Catalog(ctx.store)
+    planned = catalog.planned_ids(exclude=exclude)
+    scored, accepted = catalog.acceptance(exclude=exclude)
     return planned, scored, accepted
 
 
@@ -81,9 +78,25 @@ def _choose(ctx: StageContext, kind: str, round_or_run: str) -> tuple[str, list[
     return s.data.eval_split, sorted(rng.choice(ids, size=s.eval.num_questions, replace=False).tolist())
 
 
+def _shard_size(ctx: StageContext, round_id: str) -> int:
+    """Queries per scoring shard: rl.shard_size, or as many as fill rl.shard_minutes at the measured pace."""
+    rl = ctx.settings.rl
+    per_query = Catalog(ctx.store).seconds_per_query(exclude=round_id) if rl.shard_minutes else None
+    if rl.shard_minutes is None or per_query is None:
+        return rl.shard_size
+    size = max(1, int(rl.shard_minutes * 60 / max(per_query, 1e-6)))
+    ctx.log.info("shards sized by time", minutes=rl.shard_minutes, seconds_per_query=round(per_query, 3), size=size)
+    return size
+
+
 def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: bool = False) -> Plan:
     if ctx.store.exists(key) and not force:
         plan = ctx.read_plan(key)
+        if plan.settings_hash != ctx.settings_hash:  # its shards would be scored under settings it was not made with
+            raise ConflictError(
+                f"{ctx.store.uri_for(key)} was made with settings {plan.settings_hash[:12]}, this command's are "
+                f"{ctx.settings_hash[:12]}: use a new round/run id, or --force to re-plan"
+            )
         ctx.log.info("plan exists, reusing it", uri=ctx.store.uri_for(key), shards=len(plan.shards))
         return plan
     s = ctx.settings
@@ -98,7 +111,7 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         s.pool.seed,
         image_of=image_of,
     )
-    shard_size = s.rl.shard_size
+    shard_size = _shard_size(ctx, round_or_run) if kind == "rl" else s.rl.shard_size
     planned = [PlannedQuery(question_id=q, pool=pools[q]) for q in query_ids]
     plan = Plan(
         kind=kind,  # type: ignore[arg-type]
@@ -111,5 +124,7 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         prompt_hash=PROMPT_HASH,
     )
     ctx.put_json(key, plan)
+    if kind == "rl":  # what later rounds exclude, without reading this plan's pools (see Catalog.planned_ids)
+        ctx.put_json(queries_key(round_or_run), query_ids)
     ctx.log.info("plan written", uri=ctx.store.uri_for(key), kind=kind, queries=len(planned), shards=len(plan.shards))
     return plan

@@ -5,6 +5,7 @@ only missing or damaged shards (stages/shards.py)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -77,7 +78,7 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
     rl = ctx.settings.rl
     policy = load_policy(ctx.checkpoint_store(policy_uri))[0] if policy_uri else None
     train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(plan.split)
-    groups = []
+    groups, start = [], time.monotonic()
     with progress(len(queries_in_shard), f"scoring shard {shard}") as update:
         for query in queries_in_shard:
             record = queries[query.question_id]
@@ -119,4 +120,5 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
                 )
             )
             update(1)
-    return write_shard(ctx, key, groups)
+    # The wall time sizes later rounds' shards (rl.shard_minutes); it is provenance, not data.
+    return write_shard(ctx, key, groups, seconds=round(time.monotonic() - start, 3))

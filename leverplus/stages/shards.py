@@ -26,10 +26,10 @@ def manifest_key(key: str) -> str:
     return key.removesuffix(".jsonl") + ".manifest.json"
 
 
-def write_shard(ctx: StageContext, key: str, rows: list[Any]) -> str:
+def write_shard(ctx: StageContext, key: str, rows: list[Any], **stats: Any) -> str:
     sha = ctx.put_jsonl(key, rows)
     name = key.rsplit("/", 1)[-1]
-    ctx.put_json(manifest_key(key), ctx.manifest("shard", outputs={name: sha}, stats={"rows": len(rows)}))
+    ctx.put_json(manifest_key(key), ctx.manifest("shard", outputs={name: sha}, stats={"rows": len(rows), **stats}))
     ctx.log.info("shard written", uri=ctx.store.uri_for(key), rows=len(rows))
     return ctx.store.uri_for(key)
 

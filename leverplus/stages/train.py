@@ -4,6 +4,7 @@ runs/<run-id>/checkpoints/<stage>, each with its provenance and a metrics.jsonl 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, sha
 from leverplus.stages.shards import read_shard
 
 __all__ = ["grpo_options", "rce_options", "run_grpo", "run_rce", "run_sft"]
+
+RESUME_FILE = "resume.safetensors"  # beside a checkpoint while its training is unfinished
 
 
 class _Curve:
@@ -72,6 +75,8 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
     torch.manual_seed(ctx.settings.run.seed)  # the initial weights are part of the run's reproducibility
     net = PointerSelector(PolicyConfig(feature_dim=train.dim))
     s, curve = ctx.settings.sft, _Curve()
+    out = checkpoint_prefix(run_id, "sft")
+    resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, "", f"{len(examples)} examples"))
     train_sft(
         net,
         examples,
@@ -83,9 +88,11 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
         grad_clip=ctx.settings.rl.grad_clip,
         seed=ctx.settings.run.seed,
         sink=curve,
+        on_epoch_end=on_epoch_end,
+        resume=resume,
     )
-    prefix = checkpoint_prefix(run_id, "sft")
-    uri = _save(ctx, net, prefix, curve, stage="sft", examples=len(examples), **_training_settings(ctx))
+    uri = _save(ctx, net, out, curve, stage="sft", examples=len(examples), **_training_settings(ctx))
+    ctx.store.delete(f"{out}/{RESUME_FILE}")
     ctx.log.info("sft checkpoint written", uri=uri, examples=len(examples))
     return uri
 
@@ -169,12 +176,14 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
         if done := _trained(ctx, checkpoint_prefix(run_id, "rce", seed), init, data_version):
             uri = uri or done
             continue
-        net, curve = _load_init(ctx, init), _Curve()
-        train_rce(net, groups, train, train, **rce_options(rl, ctx.settings.run.seed + seed), sink=curve)
+        net, curve, out = _load_init(ctx, init), _Curve(), checkpoint_prefix(run_id, "rce", seed)
+        resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, init, data_version))
+        options = rce_options(rl, ctx.settings.run.seed + seed)
+        train_rce(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
         written = _save(
             ctx,
             net,
-            checkpoint_prefix(run_id, "rce", seed),
+            out,
             curve,
             stage="rce",
             init=init,
@@ -184,6 +193,7 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
             seed=seed,
             **_training_settings(ctx),
         )
+        ctx.store.delete(f"{out}/{RESUME_FILE}")
         uri = uri or written
         ctx.log.info("rce checkpoint written", uri=written, seed=seed, data_version=data_version, queries=len(groups))
     return uri
@@ -232,24 +242,40 @@ def _grpo_seed(
         **_training_settings(ctx),
     }
 
-    # The epoch state is the checkpoint a kill resumes from; it belongs to these settings, init and data only.
-    state_key, guard = f"{prefix}/resume.safetensors", _guard(ctx, init, data_version)
-    resume = load_state(ctx.store, state_key, guard)
-    if resume is not None:
-        curve.rows = resume.curve
-        ctx.log.info("grpo continues from its last epoch", seed=seed, epochs_done=resume.epoch)
-
     def checkpoint_epoch(state: TrainState, model: PointerSelector) -> None:
         _save(ctx, model, f"{prefix}/epoch-{state.epoch:03d}", curve, epoch=state.epoch, **provenance)
-        state.curve = curve.rows
-        save_state(ctx.store, state_key, state, guard)
 
+    resume, on_epoch_end = _epoch_states(ctx, prefix, curve, _guard(ctx, init, data_version), checkpoint_epoch)
     options = grpo_options(rl, ctx.settings.run.seed + seed)
-    train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=checkpoint_epoch, resume=resume)
+    train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
     uri = _save(ctx, net, prefix, curve, **provenance)
-    ctx.store.delete(state_key)  # the finished checkpoint supersedes it
+    ctx.store.delete(f"{prefix}/{RESUME_FILE}")  # the finished checkpoint supersedes it
     ctx.log.info("grpo checkpoint written", uri=uri, seed=seed, data_version=data_version)
     return uri
+
+
+def _epoch_states(
+    ctx: StageContext,
+    prefix: str,
+    curve: _Curve,
+    guard: dict[str, str],
+    also: Callable[[TrainState, PointerSelector], None] | None = None,
+) -> tuple[TrainState | None, Callable[[TrainState, PointerSelector], None]]:
+    """(the state a killed run of this stage left, if it belongs to these settings, init and data; the callback that
+    writes the state after every epoch, one atomic object beside the checkpoint)."""
+    key = f"{prefix}/{RESUME_FILE}"
+    resume = load_state(ctx.store, key, guard)
+    if resume is not None:
+        curve.rows = resume.curve
+        ctx.log.info("continuing from the last epoch", uri=ctx.store.uri_for(prefix), epochs_done=resume.epoch)
+
+    def on_epoch_end(state: TrainState, model: PointerSelector) -> None:
+        if also is not None:
+            also(state, model)
+        state.curve = curve.rows
+        save_state(ctx.store, key, state, guard)
+
+    return resume, on_epoch_end
 
 
 def _guard(ctx: StageContext, init: str, data_version: str) -> dict[str, str]:
