@@ -45,7 +45,9 @@ def main() -> None:
             capture_output=True,
         )
         total = time.monotonic() - start
-        timings = json.loads((Path(tmp) / "leverplus-logs/run-0001/timings.json").read_text())
+        # Logs are keyed by store and run: leverplus-logs/<store>-<hash>/run-0001/.
+        (timings_file,) = Path(tmp).glob("leverplus-logs/*/run-0001/timings.json")
+        timings = json.loads(timings_file.read_text())
         metrics = json.loads((Path(tmp) / "leverplus-store/runs/run-0001/report/metrics.json").read_text())
     startup = _startup_seconds()
     print(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 
 import numpy as np
 
@@ -67,17 +66,33 @@ def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, l
     return version, parse_groups(raw, ctx.store.uri_for(key))
 
 
+class _Tally:
+    """The stats of a stream of groups, without holding the groups: counts add, and so do histograms."""
+
+    def __init__(self) -> None:
+        self.queries = self.candidates = self.positives = 0
+        self.histogram = np.zeros(RATIO_BINS, dtype=np.int64)
+
+    def add(self, groups: list[CandidateGroup]) -> None:
+        self.queries += len(groups)
+        self.candidates += sum(len(g.candidates) for g in groups)
+        self.positives += sum(c.correct for g in groups for c in g.candidates)
+        ratios = [g.positive_ratio for g in groups]
+        self.histogram += np.histogram(ratios, bins=RATIO_BINS, range=(-0.025, 1.025))[0]
+
+    def stats(self) -> dict:
+        return {
+            "queries": self.queries,
+            "candidates": self.candidates,
+            "positive_ratio": round(self.positives / self.candidates, 4) if self.candidates else 0.0,
+            "ratio_histogram": self.histogram.tolist(),
+        }
+
+
 def _stats(groups: list[CandidateGroup]) -> dict:
-    ratios = [g.positive_ratio for g in groups]
-    candidates = sum(len(g.candidates) for g in groups)
-    positives = sum(c.correct for g in groups for c in g.candidates)
-    hist, _ = np.histogram(ratios, bins=RATIO_BINS, range=(-0.025, 1.025))
-    return {
-        "queries": len(groups),
-        "candidates": candidates,
-        "positive_ratio": round(positives / candidates, 4) if candidates else 0.0,
-        "ratio_histogram": hist.tolist(),
-    }
+    tally = _Tally()
+    tally.add(groups)
+    return tally.stats()
 
 
 def _export(groups: list[CandidateGroup], version: int) -> dict:
@@ -85,20 +100,30 @@ def _export(groups: list[CandidateGroup], version: int) -> dict:
     return {"version": f"v{version}", "queries": {str(g.question_id): g.model_dump(mode="json") for g in groups}}
 
 
-def _join_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup], dict[str, str]]:
-    """Every scored group of the round and the sha256 of each shard (recorded in the round's manifest)."""
+def _scan_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup], dict, dict[str, str]]:
+    """Read the round's shards one at a time, keeping only the balanced groups: memory holds the accepted groups and
+    one shard, not the whole round. -> (accepted, stats of everything scored, sha256 of each shard)"""
     plan = ctx.read_plan(plan_key(round_id))
     prefix = round_prefix(round_id)
     missing = [i for i in plan.shard_ids() if not ctx.store.exists(shard_key(prefix, i))]
     if missing:
         raise DataError(f"round {round_id}: shards {missing[:10]} have no output yet; run `leverplus score` first")
-    scored, shas = [], {}
+    rl, scored, accepted, shas = ctx.settings.rl, _Tally(), [], {}
+    seen: set[int] = set()
+    twice: list[int] = []
     for i in plan.shard_ids():
         key = shard_key(prefix, i)
         raw = read_shard(ctx, key)  # verified against its manifest, hashed and parsed from one read
         shas[key.removeprefix(prefix + "/")] = hashlib.sha256(raw).hexdigest()
-        scored += parse_groups(raw, ctx.store.uri_for(key))
-    return scored, shas
+        groups = parse_groups(raw, ctx.store.uri_for(key))
+        check_groups(groups, ctx.settings, f"filter round {round_id}")
+        twice += [g.question_id for g in groups if g.question_id in seen]
+        seen.update(g.question_id for g in groups)
+        scored.add(groups)
+        accepted += [g for g in groups if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+    if twice:
+        raise DataError(f"round {round_id}: question_ids {sorted(set(twice))[:5]} were scored twice; nothing published")
+    return accepted, scored.stats(), shas
 
 
 def _published_by(ctx: StageContext, round_id: str) -> tuple[int, int] | None:
@@ -145,20 +170,14 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
     if (done := Catalog(ctx.store).round(round_id)) is not None:  # filtered: a retried or continued run reports it
         ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
         return done.model_dump()
-    scored, shard_shas = _join_round(ctx, round_id)
-    check_groups(scored, ctx.settings, f"filter round {round_id}")
-    twice = sorted(q for q, n in Counter(g.question_id for g in scored).items() if n > 1)
-    if twice:
-        raise DataError(f"round {round_id}: question_ids {twice[:5]} were scored twice; nothing published")
-    rl = ctx.settings.rl
-    accepted = [g for g in scored if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+    accepted, scored, shard_shas = _scan_round(ctx, round_id)
     with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
         version, added = _publish(ctx, round_id, accepted)
     stats = {
-        "scored_queries": len(scored),
+        "scored_queries": scored["queries"],
         "accepted_queries": len(accepted),
         "added_queries": added,
-        "scored": _stats(scored),
+        "scored": scored,
         "accepted": _stats(accepted),
         "version": f"v{version}",
     }
