@@ -168,3 +168,28 @@ def test_a_full_run_on_s3_never_writes_the_secret_anywhere(enforcing_s3: Enforci
     assert leaks == []
     assert any(s in json.dumps(env).encode() for s in secrets)  # the scan can see a leak when there is one
     assert b"secret_access_key: '***'" in scanned["config show"]
+
+
+def test_credentials_given_with_set_reach_every_step(enforcing_s3: EnforcingS3, tmp_path: Path) -> None:
+    """Issue 12 D3: keys given only with --set reach the step processes of `leverplus run`, which use the launcher's
+    identity even with another default identity in the environment (a decoy this server rejects); the secret is in
+    no file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEVERPLUS_", "AWS_"))}
+    env |= {
+        "AWS_ACCESS_KEY_ID": "AKIADECOYDEFAULT0000",
+        "AWS_SECRET_ACCESS_KEY": "decoy",
+        "LEVERPLUS_LOG_FORMAT": "json",
+    }
+    (tmp_path / "tiny.yaml").write_text(
+        "data: {synth_train: 60, synth_val: 12}\npool: {size: 8}\nsft: {anchors: 6, candidates: 4, epochs: 1}\n"
+    )
+    args = ["run", "sft", "--profile", "embedded", "--config", "tiny.yaml", "--set", "store.uri=s3://leverplus/d3",
+            "--set", f"store.endpoint_url={enforcing_s3.endpoint}", "--set", "store.max_attempts=2",
+            "--set", f"store.access_key_id={enforcing_s3.key_id}",
+            "--set", f"store.secret_access_key={enforcing_s3.secret}"]  # fmt: skip
+    proc = _leverplus(*args, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "d3/runs/run-0001/checkpoints/sft/config.json" in enforcing_s3.object_keys()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert enforcing_s3.secret.encode() not in path.read_bytes(), path

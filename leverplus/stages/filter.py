@@ -10,7 +10,9 @@ queries' groups are never lost.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,7 +25,16 @@ from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, ro
 from leverplus.stages.shards import read_shard
 from leverplus.store.lease import lease
 
-__all__ = ["RATIO_BINS", "is_balanced", "latest_version", "load_balanced", "parse_groups", "run_filter"]
+__all__ = [
+    "RATIO_BINS",
+    "is_balanced",
+    "iter_groups",
+    "latest_version",
+    "load_balanced",
+    "parse_groups",
+    "run_filter",
+    "stream_balanced",
+]
 
 
 RATIO_BINS = 21  # bars centred on 0, 0.05, ..., 1: each ratio of 20 candidates has its own bar
@@ -35,16 +46,19 @@ def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bo
     return 0 < positives < len(group.candidates) and min_ratio <= ratio <= max_ratio
 
 
-def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
-    groups = []
-    for line_no, line in enumerate(raw.splitlines(), start=1):
+def iter_groups(raw: bytes, uri: str) -> Iterator[CandidateGroup]:
+    """The groups of a JSONL object one at a time: a caller that keeps a compact form never holds them all."""
+    for line_no, line in enumerate(io.BytesIO(raw), start=1):
         try:
-            groups.append(CandidateGroup.model_validate_json(line))
+            yield CandidateGroup.model_validate_json(line)
         except ValueError as exc:
             raise IntegrityError(
                 f"{uri}: line {line_no} is not a candidate group ({str(exc).splitlines()[0]})"
             ) from exc
-    return groups
+
+
+def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
+    return list(iter_groups(raw, uri))
 
 
 def latest_version(ctx: StageContext) -> int:
@@ -56,14 +70,20 @@ def latest_version(ctx: StageContext) -> int:
     return int(text[1:])
 
 
-def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, list[CandidateGroup]]:
-    """A version of the balanced set (default: latest), verified against the sha256 in its manifest."""
+def stream_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, Iterator[CandidateGroup]]:
+    """A version of the balanced set (default: latest), verified against the sha256 in its manifest, as a stream of
+    groups (the verified bytes are held, the parsed groups only one at a time)."""
     version = latest_version(ctx) if version is None else version
     if version == 0:
-        return 0, []
+        return 0, iter(())
     key = f"{BALANCED}/v{version}.jsonl"
     raw, _ = ctx.read_verified(key, f"{BALANCED}/v{version}.manifest.json")
-    return version, parse_groups(raw, ctx.store.uri_for(key))
+    return version, iter_groups(raw, ctx.store.uri_for(key))
+
+
+def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, list[CandidateGroup]]:
+    version, groups = stream_balanced(ctx, version)
+    return version, list(groups)
 
 
 class _Tally:

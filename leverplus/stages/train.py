@@ -20,7 +20,7 @@ from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, tra
 from leverplus.records import canonical_json
 from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import load_balanced
+from leverplus.stages.filter import stream_balanced
 from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
@@ -98,20 +98,16 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
 
 
 def _groups(ctx: StageContext, version: int | None) -> tuple[list[Group], str]:
-    found, balanced = load_balanced(ctx, version)
-    if not balanced:
+    """The training groups of a balanced version: ids and rewards only, each record checked and dropped as it is
+    read (a parsed record with its candidates is ~10x the size of what training needs)."""
+    found, balanced = stream_balanced(ctx, version)
+    mode, groups = ctx.settings.rl.reward_mode, []
+    for g in balanced:
+        check_groups([g], ctx.settings, f"train on balanced set v{found}")
+        rewards = [reward(c, mode, g.question_id) for c in g.candidates]
+        groups.append(Group(g.question_id, g.pool, [c.icd_ids for c in g.candidates], rewards))
+    if not groups:
         raise DataError(f"{ctx.store.uri_for(BALANCED)}: the balanced set is empty; run a data round first")
-    check_groups(balanced, ctx.settings, f"train on balanced set v{found}")
-    mode = ctx.settings.rl.reward_mode
-    groups = [
-        Group(
-            g.question_id,
-            g.pool,
-            [c.icd_ids for c in g.candidates],
-            [reward(c, mode, g.question_id) for c in g.candidates],
-        )
-        for g in balanced
-    ]
     return groups, f"v{found}"
 
 

@@ -24,7 +24,7 @@ from leverplus.features import FeatureTable
 from leverplus.policy import load_policy
 from leverplus.records import Manifest
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import latest_version, load_balanced, parse_groups
+from leverplus.stages.filter import latest_version, parse_groups, stream_balanced
 from leverplus.stages.layout import BALANCED, LEASE
 from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
@@ -40,7 +40,7 @@ def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable
     versions = sorted(int(m.group(1)) for k in keys if (m := _VERSION.match(k)))
 
     def one(version: int) -> None:
-        _, groups = load_balanced(ctx, version)
+        _, groups = stream_balanced(ctx, version)
         ids = [g.question_id for g in groups]
         if len(ids) != len(set(ids)):
             raise LeverPlusError(f"{ctx.store.uri_for(f'{BALANCED}/v{version}.jsonl')}: a question_id appears twice")
