@@ -23,10 +23,18 @@ from leverplus.errors import ConfigError, ConflictError
 from leverplus.local import LocalRunner
 from leverplus.log import get_logger
 from leverplus.pipeline import SFT, get_pipeline
-from leverplus.run_record import RunRecord, differences, newest_unfinished, read_record, write_record
-from leverplus.stages.growth import growth_summary
+from leverplus.run_record import (
+    RunRecord,
+    differences,
+    newest_unfinished,
+    read_record,
+    records,
+    settings_key,
+    write_record,
+)
+from leverplus.stages.growth import decision_key, growth_summary
 from leverplus.stages.layout import check_id
-from leverplus.store import Store, open_store
+from leverplus.store import Store, open_store, store_or_full_uri
 from leverplus.store.lease import holder_gone
 
 __all__ = ["RunRequest", "choose_run", "launch", "resolve_settings"]
@@ -102,7 +110,7 @@ def _new_record(store: Store, req: RunRequest, settings: Settings, run_id: str |
     round_id = ""
     if "round_id" in pipeline.params:
         # A killed run may have recorded its round before planning it: that id is taken too.
-        claimed = {r.round_id for r in _records(store)}
+        claimed = {r.round_id for r in records(store)}
         round_id = req.round_id or _next_id(_taken(store, "rounds") | claimed, "round")
     return RunRecord(
         run_id=run_id or _next_id(_taken(store, "runs"), "run"),
@@ -111,11 +119,6 @@ def _new_record(store: Store, req: RunRequest, settings: Settings, run_id: str |
         sft_checkpoint=req.sft_checkpoint or "",
         settings_hash=settings_hash(settings),
     )
-
-
-def _records(store: Store) -> list[RunRecord]:
-    ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")})
-    return [r for r in (read_record(store, i) for i in ids) if r is not None]
 
 
 def _check_same(store: Store, record: RunRecord, req: RunRequest, settings: Settings) -> None:
@@ -132,7 +135,7 @@ def _check_same(store: Store, record: RunRecord, req: RunRequest, settings: Sett
             raise ConfigError(f"{what} was started with {name} {recorded or '(none)'!r}, not {given!r}: {advice}")
     digest = settings_hash(settings)
     if digest != record.settings_hash:
-        before = store.get_bytes(f"runs/{record.run_id}/settings.yaml")
+        before = store.get_bytes(settings_key(record.run_id))
         changed = differences(before, settings_to_yaml(settings, secrets="omit"))
         raise ConfigError(
             f"{what} was started with settings {record.settings_hash[:12]}, this command resolves to {digest[:12]} "
@@ -191,7 +194,7 @@ def _log_dir(root: Path, store: Store, run_id: str) -> Path:
 
 def _check_checkpoint(store: Store, settings: Settings, uri: str) -> None:
     """A mistyped --sft-checkpoint fails now, not after synthesis, features and planning."""
-    full = uri if "://" in uri or uri.startswith("/") else store.uri_for(uri)
+    full = store_or_full_uri(store, uri)
     if not open_store(full, settings.store).exists("config.json"):
         raise ConfigError(f"--sft-checkpoint {uri}: no policy checkpoint at {full} (config.json is missing)")
 
@@ -228,7 +231,7 @@ def launch(req: RunRequest) -> dict[str, str]:
         _check_not_running(store, record)
         log.info("continuing an unfinished run (add --new for another)", run_id=run_id, round_id=record.round_id)
     else:
-        store.put_bytes(f"runs/{run_id}/settings.yaml", config_file.read_bytes())
+        store.put_bytes(settings_key(run_id), config_file.read_bytes())
     record = record.model_copy(update={"host": socket.gethostname(), "pid": os.getpid(), "status": "running"})
     write_record(store, record)
     ensure_world(settings)
@@ -257,7 +260,7 @@ def launch(req: RunRequest) -> dict[str, str]:
 
 def _outcome(store: Store, run_id: str) -> str:
     """What a run decided that a person should hear: today, a data-growth round that did not retrain, and why."""
-    key = f"runs/{run_id}/growth-check.json"
+    key = decision_key(run_id)
     if not store.exists(key):
         return ""
     return growth_summary(json.loads(store.get_bytes(key)))

@@ -28,6 +28,8 @@ __all__ = [
     "read_record",
     "record_key",
     "recorded_settings",
+    "records",
+    "settings_key",
     "write_record",
 ]
 
@@ -64,14 +66,20 @@ def write_record(store: Store, record: RunRecord) -> None:
     store.put_bytes(record_key(record.run_id), canonical_json(record) + b"\n")
 
 
+def settings_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/settings.yaml"
+
+
+def records(store: Store) -> list[RunRecord]:
+    """Every run record in the store, in id order (ids sort by creation: run-0001, run-0002, ...)."""
+    ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")})
+    return [r for r in (read_record(store, i) for i in ids) if r is not None]
+
+
 def newest_unfinished(store: Store, pipeline: str) -> RunRecord | None:
-    """The unfinished run of `pipeline` with the highest id (ids sort by creation: run-0001, run-0002, ...)."""
-    run_ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")}, reverse=True)
-    for run_id in run_ids:
-        record = read_record(store, run_id)
-        if record is not None and record.pipeline == pipeline and record.status == "running":
-            return record
-    return None
+    """The unfinished run of `pipeline` with the highest id."""
+    mine = [r for r in records(store) if r.pipeline == pipeline and r.status == "running"]
+    return mine[-1] if mine else None
 
 
 def _flat(data: object, prefix: str = "") -> dict[str, object]:
@@ -98,13 +106,8 @@ def differences(before_yaml: bytes, now_yaml: str, limit: int = 3) -> str:
 
 def recorded_settings(store: Store, run_id: str | None, round_id: str | None) -> tuple[str, bytes] | None:
     """(which run, its settings.yaml) for a stage started by hand on a run or on a `leverplus run`'s round."""
-    if run_id is not None and store.exists(key := f"{run_prefix(run_id)}/settings.yaml"):
-        return run_id, store.get_bytes(key)
-    if round_id is None:
+    if run_id is None:
+        run_id = next((r.run_id for r in records(store) if round_id is not None and r.round_id == round_id), None)
+    if run_id is None or not store.exists(key := settings_key(run_id)):
         return None
-    for key in sorted(k for k in store.list("runs/") if k.endswith("/run.json")):
-        record = read_record(store, key.split("/")[1])
-        if record is not None and record.round_id == round_id:
-            settings_key = f"{run_prefix(record.run_id)}/settings.yaml"
-            return (record.run_id, store.get_bytes(settings_key)) if store.exists(settings_key) else None
-    return None
+    return run_id, store.get_bytes(key)

@@ -7,7 +7,7 @@ import os
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from leverplus.cli.stages_cmd import _id
+    from leverplus.ids import id_arg
     from leverplus.pipeline import PIPELINES
 
     run = commands.add_parser(
@@ -40,11 +40,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     run.add_argument(
         "--run-id",
-        type=_id("run id"),
+        type=id_arg("run id"),
         help="run id (default: the newest unfinished run of this pipeline, else the next run-NNNN)",
     )
     run.add_argument(
-        "--round-id", type=_id("round id"), help="data round id (default: the next round-NNNN in the store)"
+        "--round-id", type=id_arg("round id"), help="data round id (default: the next round-NNNN in the store)"
     )
     run.add_argument("--sft-checkpoint", metavar="URI", help="SFT policy; trained first when not given")
     run.add_argument("--log-dir", default="leverplus-logs", help="where each step's log goes (default leverplus-logs)")

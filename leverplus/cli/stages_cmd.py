@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from leverplus.ids import id_arg
+
 Handler = Callable[[Any, argparse.Namespace], Any]
 
 
@@ -96,29 +98,13 @@ def _record_settings(ctx: Any, args: argparse.Namespace, stage: str) -> None:
     ctx.store.put_bytes(stage_settings_key(stage, run_id, round_id), settings_to_yaml(ctx.settings).encode())
 
 
-def _id(what: str) -> Callable[[str], str]:
-    """An argparse type: ids are checked by the one rule as the command line is parsed, before anything runs."""
-
-    def parse(value: str) -> str:
-        from leverplus.errors import ConfigError
-        from leverplus.ids import check_id
-
-        try:
-            return check_id(value, what)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = what
-    return parse
-
-
 RUN = (
     ("--run",),
-    {"required": True, "type": _id("run id"), "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"},
+    {"required": True, "type": id_arg("run id"), "metavar": "RUN_ID", "help": "run id (letters, digits, . _ -)"},
 )
 ROUND = (
     ("--round",),
-    {"required": True, "type": _id("round id"), "metavar": "ROUND_ID", "help": "round id (letters, digits, . _ -)"},
+    {"required": True, "type": id_arg("round id"), "metavar": "ROUND_ID", "help": "round id (letters, digits, . _ -)"},
 )
 SHARD = (("--shard",), {"required": True, "type": int, "help": "shard id from the plan's JSON list"})
 FORCE = (("--force",), {"action": "store_true", "help": "redo even if the output exists"})
@@ -244,8 +230,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "choose queries, build pools, shard them; print the shard ids as JSON",
         _plan,
         (("--kind",), {"choices": ("rl", "sft", "eval"), "required": True, "help": "what the plan is for"}),
-        (("--round",), {"type": _id("round id"), "metavar": "ROUND_ID", "help": "round id (kind rl)"}),
-        (("--run",), {"type": _id("run id"), "metavar": "RUN_ID", "help": "run id (kinds sft and eval)"}),
+        (("--round",), {"type": id_arg("round id"), "metavar": "ROUND_ID", "help": "round id (kind rl)"}),
+        (("--run",), {"type": id_arg("run id"), "metavar": "RUN_ID", "help": "run id (kinds sft and eval)"}),
         FORCE,
     )
     _stage(
@@ -320,7 +306,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         (
             ("--run",),
             {
-                "type": _id("run id"),
+                "type": id_arg("run id"),
                 "metavar": "RUN_ID",
                 "help": "the run that would retrain: its decision is recorded once and its own checkpoints never count",
             },

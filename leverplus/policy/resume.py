@@ -80,7 +80,7 @@ def load_state(store: Store, key: str, guard: dict[str, Any]) -> TrainState | No
         metadata = _metadata(raw)
     except (SafetensorError, ValueError, KeyError) as exc:
         raise IntegrityError(f"{store.uri_for(key)}: not a training state ({exc})") from exc
-    if json.loads(metadata.get("guard", "null")) != json.loads(json.dumps(guard, sort_keys=True)):
+    if json.loads(metadata.get("guard", "null")) != guard:
         return None
     optim_state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():

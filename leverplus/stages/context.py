@@ -20,7 +20,7 @@ from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.records import Manifest, Plan, PlannedQuery, canonical_json
-from leverplus.store import Store, open_store
+from leverplus.store import Store, open_store, store_or_full_uri
 
 __all__ = ["StageContext"]
 
@@ -83,9 +83,7 @@ class StageContext:
 
     def checkpoint_store(self, uri_or_key: str) -> Store:
         """A checkpoint given as a full URI (scheme:// or absolute path) or as a key inside the store."""
-        if "://" in uri_or_key or uri_or_key.startswith("/"):
-            return open_store(uri_or_key, self.settings.store)
-        return open_store(self.store.uri_for(uri_or_key), self.settings.store)
+        return open_store(store_or_full_uri(self.store, uri_or_key), self.settings.store)
 
     def read_plan(self, key: str) -> Plan:
         try:

@@ -15,17 +15,22 @@ from leverplus.stages.context import StageContext
 from leverplus.stages.filter import latest_version
 from leverplus.stages.layout import run_prefix
 
-__all__ = ["growth_summary", "run_growth_check"]
+__all__ = ["decision_key", "growth_summary", "run_growth_check"]
 
 
 def _queries(ctx: StageContext, version: str) -> int:
     return Catalog(ctx.store).version(version).queries
 
 
+def decision_key(run_id: str) -> str:
+    """Where a run's growth decision is recorded (once)."""
+    return f"{run_prefix(run_id)}/growth-check.json"
+
+
 def run_growth_check(ctx: StageContext, run_id: str | None = None) -> str:
     if run_id is None:
         return _decide(ctx, None)["decision"]
-    key = f"{run_prefix(run_id)}/growth-check.json"
+    key = decision_key(run_id)
     if ctx.store.exists(key):
         recorded = json.loads(ctx.store.get_bytes(key))
         ctx.log.info("growth check already decided for this run", run=run_id, decision=recorded["decision"])

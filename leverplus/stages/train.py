@@ -61,8 +61,16 @@ def _save(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, *
     )
 
 
+def _save_final(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, **provenance: Any) -> str:
+    """The stage's checkpoint; it supersedes the epoch state a killed run would have resumed from."""
+    uri = _save(ctx, net, prefix, curve, **provenance)
+    ctx.store.delete(f"{prefix}/{RESUME_FILE}")
+    return uri
+
+
 def run_sft(ctx: StageContext, run_id: str) -> str:
-    if done := _trained(ctx, checkpoint_prefix(run_id, "sft"), None, None):
+    out = checkpoint_prefix(run_id, "sft")
+    if done := _trained(ctx, out, None, None):
         return done
     prefix = sft_prefix(run_id)
     plan = ctx.read_plan(f"{prefix}/plan.json")
@@ -75,7 +83,6 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
     torch.manual_seed(ctx.settings.run.seed)  # the initial weights are part of the run's reproducibility
     net = PointerSelector(PolicyConfig(feature_dim=train.dim))
     s, curve = ctx.settings.sft, _Curve()
-    out = checkpoint_prefix(run_id, "sft")
     resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, "", f"{len(examples)} examples"))
     train_sft(
         net,
@@ -91,8 +98,7 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
         on_epoch_end=on_epoch_end,
         resume=resume,
     )
-    uri = _save(ctx, net, out, curve, stage="sft", examples=len(examples), **_training_settings(ctx))
-    ctx.store.delete(f"{out}/{RESUME_FILE}")
+    uri = _save_final(ctx, net, out, curve, stage="sft", examples=len(examples), **_training_settings(ctx))
     ctx.log.info("sft checkpoint written", uri=uri, examples=len(examples))
     return uri
 
@@ -169,14 +175,15 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
     rl, train = ctx.settings.rl, ctx.features(ctx.settings.data.train_split)
     uri = ""
     for seed in range(rl.seeds):
-        if done := _trained(ctx, checkpoint_prefix(run_id, "rce", seed), init, data_version):
+        out = checkpoint_prefix(run_id, "rce", seed)
+        if done := _trained(ctx, out, init, data_version):
             uri = uri or done
             continue
-        net, curve, out = _load_init(ctx, init), _Curve(), checkpoint_prefix(run_id, "rce", seed)
+        net, curve = _load_init(ctx, init), _Curve()
         resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, init, data_version))
         options = rce_options(rl, ctx.settings.run.seed + seed)
         train_rce(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
-        written = _save(
+        written = _save_final(
             ctx,
             net,
             out,
@@ -189,7 +196,6 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
             seed=seed,
             **_training_settings(ctx),
         )
-        ctx.store.delete(f"{out}/{RESUME_FILE}")
         uri = uri or written
         ctx.log.info("rce checkpoint written", uri=written, seed=seed, data_version=data_version, queries=len(groups))
     return uri
@@ -244,8 +250,7 @@ def _grpo_seed(
     resume, on_epoch_end = _epoch_states(ctx, prefix, curve, _guard(ctx, init, data_version), checkpoint_epoch)
     options = grpo_options(rl, ctx.settings.run.seed + seed)
     train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
-    uri = _save(ctx, net, prefix, curve, **provenance)
-    ctx.store.delete(f"{prefix}/{RESUME_FILE}")  # the finished checkpoint supersedes it
+    uri = _save_final(ctx, net, prefix, curve, **provenance)
     ctx.log.info("grpo checkpoint written", uri=uri, seed=seed, data_version=data_version)
     return uri
 

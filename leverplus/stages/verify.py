@@ -85,9 +85,9 @@ def _stale(ctx: StageContext) -> list[str]:
 
 def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
     """(objects checked, problems, stale debris)."""
-    if not ctx.store.list():
-        raise NotFoundError(f"{ctx.store.uri} holds no objects: is the store URI right?")
     keys = ctx.store.list()
+    if not keys:
+        raise NotFoundError(f"{ctx.store.uri} holds no objects: is the store URI right?")
     problems: list[str] = []
     checked = 0
 
@@ -113,7 +113,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
         _, encoder, name = key.split("/")
         check(key, lambda e=encoder, n=name: FeatureTable.load(ctx.store, e, n.removesuffix(".safetensors")))
     for key in (k for k in keys if k.startswith("datasets/") and k.endswith("_questions.json")):
-        name, split = key.split("/")[1], key.rsplit("_", 2)[-2].removeprefix("mscoco_").removesuffix("2014")
+        name, split = key.split("/")[1], key.rsplit("_", 2)[-2].removesuffix("2014")
         root = open_store(ctx.store.uri_for(f"datasets/{name}"), ctx.settings.store)
         check(f"dataset {name}/{split}", lambda r=root, s=split: load_split(r, s))
     return checked, problems, _stale(ctx)

@@ -24,6 +24,7 @@ __all__ = [
     "open_object",
     "open_store",
     "s3_options",
+    "store_or_full_uri",
 ]
 
 
@@ -61,6 +62,13 @@ def open_store(uri: str, settings: StoreSettings | None = None) -> Store:
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise StoreError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r} (use s3://, file:// or a path)")
     return LocalStore(Path(uri))
+
+
+def store_or_full_uri(store: Store, uri_or_key: str) -> str:
+    """A full URI (scheme:// or an absolute path) as it is; anything else is a key inside `store`."""
+    if "://" in uri_or_key or uri_or_key.startswith("/"):
+        return uri_or_key
+    return store.uri_for(uri_or_key)
 
 
 def open_object(uri: str, settings: StoreSettings | None = None) -> tuple[Store, str]:
