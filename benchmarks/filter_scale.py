@@ -1,17 +1,17 @@
-"""Time and peak memory of `leverplus filter` on a round of N queries, groups shaped exactly as `score` writes them
-(20 candidates of 2 ICDs, a 64-item pool), on a local store.
+"""Time, peak memory and bytes written of `leverplus filter` at VQAv2 scale, on groups of `score`'s exact shape
+(20 candidates of 2 ICDs, a 64-item pool; leverplus/data/scored_rounds.py), local store, `filter` in a fresh
+process as a pod would run it.
 
-    python benchmarks/filter_scale.py [--queries 20000] [--shard-size 500] [--existing 0]
-
-`--existing M` first publishes a balanced set of about M queries, so the figure is a nightly round merged into a
-grown set. The filter runs as `leverplus filter` in a fresh process (as a pod would); peak RSS is that process's.
+    python benchmarks/filter_scale.py [--queries 20000]     one round into an empty set
+    python benchmarks/filter_scale.py --curve                10k, 50k, 100k, 443,757 queries -> filter_scale.png
+    python benchmarks/filter_scale.py --nightly [--set 400000] [--queries 10000]
+                                                             a nightly round merged into a set of --set queries
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -20,47 +20,16 @@ import time
 from pathlib import Path
 
 from leverplus.config import load_settings
-from leverplus.lvlm import lvlm_id
-from leverplus.records import Candidate, CandidateGroup, Plan, PlannedQuery
-from leverplus.stages.compat import group_facts
+from leverplus.data.scored_rounds import write_scored_round
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import plan_key, round_prefix, shard_key
-from leverplus.stages.shards import write_shard
 
 SETTINGS = {"lvlm.backend": "sim", "features.encoder": "simple", "data.name": "synthetic"}
+VQAV2_TRAIN = 443_757
+SHARD = 2_000  # queries per shard: ~6 MiB, what a 20-minute scoring pod writes at a few queries per second
 
 
-def _group(rng: random.Random, qid: int, round_id: str, settings: object) -> CandidateGroup:
-    pool = rng.sample(range(10_000_000, 10_500_000), 64)
-    positives = rng.randint(0, 20)
-    candidates = [
-        Candidate(
-            icd_ids=rng.sample(pool, 2),
-            prediction=rng.choice(["yes", "no", "2", "red"]),
-            accuracy=1.0 if i < positives else 0.0,
-            correct=i < positives,
-            answer_prob=round(rng.random(), 6),
-            source="policy" if i % 2 else "random",
-        )
-        for i in range(20)
-    ]
-    facts = {**group_facts(settings), "lvlm": lvlm_id(settings.lvlm)}  # type: ignore[attr-defined]
-    return CandidateGroup(question_id=qid, pool=pool, candidates=candidates, round_id=round_id, **facts)
-
-
-def write_round(store: Path, round_id: str, first_qid: int, queries: int, shard_size: int) -> None:
-    """A planned and scored round in `store`, without an LVLM: the groups are random but of the real shape."""
-    ctx = StageContext(load_settings(overrides={**SETTINGS, "store.uri": str(store)}), "bench")
-    rng = random.Random(first_qid)
-    qids = list(range(first_qid, first_qid + queries))
-    planned = [PlannedQuery(question_id=q, pool=[-1]) for q in qids]
-    shards = [planned[i : i + shard_size] for i in range(0, len(planned), shard_size)]
-    plan = Plan(kind="rl", split="train", sampler="stratified", pool_size=64, encoder="simple", shards=shards,
-                settings_hash=ctx.settings_hash, prompt_hash="x")  # fmt: skip
-    ctx.put_json(plan_key(round_id), plan)
-    for index, shard in enumerate(shards):
-        groups = [_group(rng, q.question_id, round_id, ctx.settings) for q in shard]
-        write_shard(ctx, shard_key(round_prefix(round_id), index), groups)
+def context(store: Path) -> StageContext:
+    return StageContext(load_settings(overrides={**SETTINGS, "store.uri": str(store)}), "bench")
 
 
 def run_filter(store: Path, round_id: str) -> tuple[float, float]:
@@ -82,29 +51,83 @@ def run_filter(store: Path, round_id: str) -> tuple[float, float]:
     return seconds, int(proc.stdout.strip().splitlines()[-1]) / 1024
 
 
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def one_round(queries: int) -> tuple[float, float, float]:
+    """(seconds, peak RSS MiB, MiB of shards) of filtering one round of `queries` into an empty set."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        write_scored_round(context(store), "round-0001", range(1, queries + 1), SHARD)
+        shards = _bytes(store / "rounds")
+        seconds, rss = run_filter(store, "round-0001")
+    return seconds, rss, shards / 2**20
+
+
+def nightly(set_size: int, queries: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        write_scored_round(context(store), "round-0001", range(1, set_size + 1), SHARD, balanced=True)
+        seconds, rss = run_filter(store, "round-0001")
+        print(f"set of {set_size} balanced queries published in {seconds:.1f} s, peak RSS {rss:.0f} MiB")
+        first = set_size + 1
+        write_scored_round(context(store), "round-0002", range(first, first + queries), SHARD)
+        before = _bytes(store / "rl-data")
+        seconds, rss = run_filter(store, "round-0002")
+        written = _bytes(store / "rl-data") - before + (store / "rounds/round-0002/manifest.json").stat().st_size
+        added = (store / "rl-data/balanced/segments/round-0002.jsonl").stat().st_size
+    print(f"nightly round of {queries} queries into the set: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
+          f"{written / 2**20:.1f} MiB written for {added / 2**20:.1f} MiB of new groups "
+          f"({written / added:.2f}x)")  # fmt: skip
+
+
+def curve(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes, rows = [10_000, 50_000, 100_000, VQAV2_TRAIN], []
+    for queries in sizes:
+        seconds, rss, shards = one_round(queries)
+        rows.append((seconds, rss))
+        line = f"{queries:>7} queries ({shards:,.0f} MiB of plan and shards): {seconds:6.1f} s, peak RSS {rss:5.0f} MiB"
+        print(line, flush=True)
+    fig, time_ax = plt.subplots(figsize=(6.4, 4))
+    time_ax.plot(sizes, [r[0] for r in rows], "o-", color="tab:blue", label="time (s)")
+    time_ax.axhline(60, color="tab:blue", ls=":", lw=1)
+    time_ax.set(xlabel="queries in the round (20 candidates each)", ylabel="seconds", xscale="log")
+    rss_ax = time_ax.twinx()
+    rss_ax.plot(sizes, [r[1] for r in rows], "s-", color="tab:red", label="peak RSS (MiB)")
+    rss_ax.axhline(1024, color="tab:red", ls=":", lw=1)
+    rss_ax.set(ylabel="peak RSS (MiB)", ylim=(0, 1100))
+    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88))
+    time_ax.set_title("leverplus filter, one round (dotted: the targets), 2 cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     from leverplus.log import configure_logging
 
     configure_logging("warning")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=20_000)
-    parser.add_argument("--shard-size", type=int, default=500)
-    parser.add_argument("--existing", type=int, default=0, help="queries already in the balanced set (about)")
+    parser.add_argument("--queries", type=int, default=None, help="queries in the (nightly) round")
+    parser.add_argument("--curve", action="store_true", help="10k, 50k, 100k and 443,757 queries, and a PNG")
+    parser.add_argument("--nightly", action="store_true", help="a nightly round merged into a large set")
+    parser.add_argument("--set", type=int, default=400_000, help="queries in the set (--nightly)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp)
-        if args.existing:
-            # About a third of random groups is balanced (band 0.40-0.60 of 0..20 positives): score 3x as many.
-            write_round(store, "round-0000", 1, 3 * args.existing, args.shard_size)
-            run_filter(store, "round-0000")
-        write_round(store, "round-0001", 50_000_000, args.queries, args.shard_size)
-        before = sum(p.stat().st_size for p in (store / "rl-data").rglob("*") if p.is_file()) if args.existing else 0
-        shards = sum(p.stat().st_size for p in (store / "rounds/round-0001/shards").glob("*.jsonl"))
-        seconds, rss = run_filter(store, "round-0001")
-        after = sum(p.stat().st_size for p in (store / "rl-data").rglob("*") if p.is_file())
-    print(f"filter of {args.queries} queries x 20 candidates ({shards / 2**20:.0f} MiB of shards)"
-          f"{f' into a set of ~{args.existing}' if args.existing else ''}: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
-          f"{(after - before) / 2**20:.0f} MiB written under rl-data/")  # fmt: skip
+    if args.curve:
+        curve(Path(__file__).with_name("filter_scale.png"))
+    elif args.nightly:
+        nightly(args.set, args.queries or 10_000)
+    else:
+        queries = args.queries or 20_000
+        seconds, rss, shards = one_round(queries)
+        print(f"filter of {queries} queries x 20 candidates ({shards:.0f} MiB of plan and shards): {seconds:.1f} s, "
+              f"peak RSS {rss:.0f} MiB")  # fmt: skip
     print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -29,6 +29,7 @@ class SetStats(_Stats):
 
     queries: int
     candidates: int
+    positives: int | None = None  # None in manifests written before it was recorded (positive_ratio is rounded)
     positive_ratio: float
     ratio_histogram: list[int]
 
@@ -38,6 +39,7 @@ class VersionStats(SetStats):
 
     round_id: str
     added_queries: int
+    segments: list[str] | None = None  # None: a single-file version (v<n>.jsonl) from before segments
 
 
 class RoundStats(_Stats):
@@ -91,6 +93,14 @@ class Catalog:
         key = f"rounds/{round_id}/manifest.json"
         return self._stats(key, RoundStats) if self.store.exists(key) else None
 
+    def planned_by_shard(self, round_id: str) -> list[list[int]] | None:
+        """A round's question ids by shard, from its queries.json; None when only the plan can tell (no index, or
+        one from before it was split by shard: a flat list)."""
+        if not self.store.exists(key := queries_key(round_id)):
+            return None
+        index = json.loads(self.store.get_bytes(key))
+        return index if all(isinstance(shard, list) for shard in index) and index else None
+
     def planned_ids(self, exclude: str | None = None) -> set[int]:
         """Every question id a round other than `exclude` planned: from each round's queries.json, or its plan when
         the index is missing (a store from before it existed, or a plan killed before writing it)."""
@@ -99,7 +109,8 @@ class Catalog:
             if round_id == exclude:
                 continue
             if self.store.exists(key := queries_key(round_id)):
-                planned.update(json.loads(self.store.get_bytes(key)))
+                index = json.loads(self.store.get_bytes(key))
+                planned.update(q for item in index for q in (item if isinstance(item, list) else [item]))
             elif self.store.exists(key := plan_key(round_id)):
                 plan = Plan.model_validate_json(self.store.get_bytes(key))
                 planned.update(q.question_id for shard in plan.shards for q in shard)

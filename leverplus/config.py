@@ -198,6 +198,12 @@ class RLSettings(_Group):
         "the seconds per query the newest scored round measured, so 10k and 100k new queries both fan out "
         "sensibly; rl.shard_size until a round has been scored. Unset: rl.shard_size queries per shard.",
     )
+    export_merged: bool = Field(
+        False,
+        description="Write the lab's interchange file rl-data/balanced/rl_data_balanced_merged.json with every "
+        "balanced version. Off: `leverplus export` writes it on demand (it holds the whole set, so writing it "
+        "nightly would cost as much as the set).",
+    )
     rce_epochs: int = Field(5, ge=0, description="RCE epochs (lab: 5).")
     rce_lr: float = Field(1e-4, gt=0, description="RCE AdamW learning rate (lab: 1e-4).")
     rce_tau_start: float = Field(2.0, gt=0, description="RCE softmax temperature at the first step.")

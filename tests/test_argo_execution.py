@@ -44,8 +44,12 @@ def _doc(rel: str) -> dict:
 
 
 def _balanced(client, bucket: str, prefix: str, version: int) -> list[dict]:
-    body = client.get_object(Bucket=bucket, Key=f"{prefix}/rl-data/balanced/v{version}.jsonl")["Body"].read()
-    groups = [json.loads(line) for line in body.decode().splitlines()]
+    def get(key: str) -> bytes:
+        return client.get_object(Bucket=bucket, Key=f"{prefix}/rl-data/balanced/{key}")["Body"].read()
+
+    names = json.loads(get(f"v{version}.manifest.json"))["stats"]["segments"]
+    groups = sorted((json.loads(line) for n in names for line in get(n).decode().splitlines()),
+                    key=lambda g: g["question_id"])  # fmt: skip
     return [{k: v for k, v in g.items() if k != "round_id"} for g in groups]  # round ids are names, not data
 
 

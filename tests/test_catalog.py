@@ -73,9 +73,13 @@ def test_later_rounds_exclude_earlier_ones_from_the_index_or_the_plan(world) -> 
     plan = run_plan(world("plan", **small), "rl", plan_key("round-a"), "round-a")
     ids = sorted(q.question_id for shard in plan.shards for q in shard)
     index = world.root / "rounds/round-a/queries.json"
-    assert json.loads(index.read_text()) == ids  # the index later rounds read instead of the pools
+    by_shard = [[q.question_id for q in shard] for shard in plan.shards]
+    assert json.loads(index.read_text()) == by_shard  # what later rounds and `filter` read instead of the pools
     catalog = Catalog(world("x").store)
     assert catalog.planned_ids() == set(ids) and catalog.planned_ids(exclude="round-a") == set()
+    assert catalog.planned_by_shard("round-a") == by_shard
+    index.write_text(json.dumps(ids))  # the flat index of a store from before it was split by shard
+    assert catalog.planned_ids() == set(ids) and catalog.planned_by_shard("round-a") is None
     index.unlink()  # a store from before the index, or a plan killed before writing it
     assert catalog.planned_ids() == set(ids)
     plan_b = run_plan(world("plan", **small), "rl", plan_key("round-b"), "round-b")

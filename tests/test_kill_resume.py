@@ -79,7 +79,7 @@ def _kill_during(workdir: Path, pipeline: str, *extra: str, wanted: str, after: 
 
 def _artifacts(store: Path) -> dict[str, bytes]:
     names = [
-        "rl-data/balanced/v1.jsonl",
+        "rl-data/balanced/segments/round-0001.jsonl",
         "rl-data/balanced/v1.manifest.json",
         "rl-data/balanced/latest",
         "rounds/round-0001/manifest.json",

@@ -114,7 +114,7 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     assert "## What RL bought" in text and "Holm" in text and "## Ceilings (simulated LVLM, noise-free)" in text
 
     # Same seed -> byte-identical balanced set and identical metrics.
-    balanced = "rl-data/balanced/v1.jsonl"
+    balanced = "rl-data/balanced/segments/round-0001.jsonl"
     assert (store / balanced).read_bytes() == (b_dir / "leverplus-store" / balanced).read_bytes()
     other = json.loads((b_dir / "leverplus-store/runs/run-0001/report/metrics.json").read_text())
     assert (metrics["eval"], metrics["data"]) == (other["eval"], other["data"])
@@ -181,7 +181,9 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
     assert len(sft_rows) == 8 and all(len(r["sequences"]) == 2 for r in sft_rows)
     scores = [x for r in sft_rows for x in r["infoscores"]]
     assert len(set(scores)) > 1 and all(-1 <= x <= 1 for x in scores)  # real probability differences
-    groups = [json.loads(line) for line in (store / "rl-data/balanced/v1.jsonl").read_text().splitlines()]
+    groups = [
+        json.loads(line) for line in (store / "rl-data/balanced/segments/round-0001.jsonl").read_text().splitlines()
+    ]
     assert groups and all(g["lvlm"] == f"hf:{tmp_path / 'tiny-qwen'}" for g in groups)
     assert all(len(g["candidates"]) == 6 and 0 < sum(c["correct"] for c in g["candidates"]) < 6 for g in groups)
     assert {c["prediction"] for g in groups for c in g["candidates"]} <= {"yes", "no", "2", "red", "circle"}

@@ -8,7 +8,8 @@ import pytest
 
 from leverplus.cli import main
 from leverplus.errors import ConflictError, IntegrityError
-from leverplus.stages.filter import load_balanced, run_filter
+from leverplus.stages.balanced import load_balanced
+from leverplus.stages.filter import run_filter
 from leverplus.stages.layout import BALANCED, LEASE, plan_key
 from leverplus.stages.plan import run_plan
 from leverplus.stages.score import run_score
@@ -41,7 +42,7 @@ def test_filter_does_not_publish_while_another_round_holds_the_lease(world) -> N
     assert ctx.store.put_if_absent(LEASE, b'{"owner": "round other", "host": "node-7", "pid": 1, "since": "t"}')
     with pytest.raises(ConflictError, match="held by round other on node-7"):
         run_filter(ctx, "round-r")
-    assert not ctx.store.exists(f"{BALANCED}/latest") and not ctx.store.exists(f"{BALANCED}/v1.jsonl")
+    assert not ctx.store.exists(f"{BALANCED}/latest") and not ctx.store.list(f"{BALANCED}/segments/")
     ctx.store.delete(LEASE)
     assert run_filter(world("filter"), "round-r")["version"] == "v1"
     assert not ctx.store.exists(LEASE)
@@ -53,15 +54,15 @@ def test_verify_finds_truncated_versions_and_altered_shards(world, capsys: pytes
     checked, problems, _ = run_verify(world("verify"))
     assert problems == [] and checked >= 5  # a version, latest, the shard(s), two feature files
 
-    version_path = world.root / BALANCED / "v1.jsonl"
+    version_path = world.root / BALANCED / "segments/round-r.jsonl"
     version_path.write_bytes(version_path.read_bytes()[:-50])
-    with pytest.raises(IntegrityError, match=r"v1\.jsonl: sha256 differs from its manifest"):
-        load_balanced(world("read"))
+    with pytest.raises(IntegrityError, match=r"segments/round-r\.jsonl: sha256 differs from its manifest"):
+        load_balanced(world("read").store)
     shard = world.root / "rounds/round-r/shards/00000.jsonl"
     lines = shard.read_text().splitlines()
     shard.write_text("\n".join(lines[1:]) + "\n")  # a whole group silently dropped: still parses
     _, problems, _ = run_verify(world("verify"))
-    assert any("v1.jsonl: sha256 differs" in p for p in problems)
+    assert any("segments/round-r.jsonl: sha256 differs" in p for p in problems)
     assert any("rounds/round-r/shards/00000.jsonl: sha256 differs from its manifest" in p for p in problems)
 
     assert main(["verify", "--store", str(world.root)]) == 2
@@ -133,13 +134,14 @@ def test_filter_dying_before_latest_moves_publishes_nothing_and_the_rerun_comple
     with pytest.raises(KeyboardInterrupt):
         run_filter(world("filter"), "round-r")
     monkeypatch.setattr(LocalStore, "put_bytes", put)
-    assert (world.root / BALANCED / "v1.jsonl").exists()  # written, but not published
-    assert load_balanced(world("read")) == (0, [])  # readers still see the previous state
-    orphan = (world.root / BALANCED / "v1.jsonl").read_bytes()
+    segment = world.root / BALANCED / "segments/round-r.jsonl"
+    assert segment.exists() and (world.root / BALANCED / "v1.manifest.json").exists()  # written, not published
+    assert load_balanced(world("read").store) == (0, [])  # readers still see the previous state
+    orphan = segment.read_bytes()
 
     stats = run_filter(world("filter"), "round-r")  # the retried pod
     assert stats["version"] == "v1" and stats["added_queries"] > 0
-    version, groups = load_balanced(world("read"))
+    version, groups = load_balanced(world("read").store)
     assert version == 1 and len(groups) == stats["added_queries"]
-    assert (world.root / BALANCED / "v1.jsonl").read_bytes() == orphan  # the same version, not a second one
+    assert segment.read_bytes() == orphan and not (world.root / BALANCED / "v2.manifest.json").exists()
     assert not (world.root / LEASE).exists()  # the lease was released even when the filter died

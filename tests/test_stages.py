@@ -9,7 +9,8 @@ import pytest
 
 from leverplus.errors import ConfigError, DataError
 from leverplus.records import Candidate, CandidateGroup
-from leverplus.stages.filter import is_balanced, load_balanced, run_filter
+from leverplus.stages.balanced import export_merged, load_balanced
+from leverplus.stages.filter import is_balanced, run_filter
 from leverplus.stages.growth import run_growth_check
 from leverplus.stages.layout import BALANCED, MERGED_EXPORT, plan_key
 from leverplus.stages.plan import run_plan
@@ -62,11 +63,13 @@ def test_round_plan_score_filter_publishes_versions_exactly_once(world) -> None:
         assert all(c["correct"] == (c["accuracy"] > 0) and 0 < c["answer_prob"] < 1 for c in g["candidates"])
 
     stats = run_filter(world("filter"), "round-a")
-    version, balanced = load_balanced(world("read"))
+    version, balanced = load_balanced(world("read").store)
     assert version == 1 and stats["added_queries"] == len(balanced) == stats["accepted_queries"] > 0
     assert [g.question_id for g in balanced] == sorted({g.question_id for g in balanced})
     assert all(0.4 <= g.positive_ratio <= 0.6 for g in balanced)
     assert (world.root / BALANCED / "latest").read_text() == "v1\n"
+    assert not (world.root / MERGED_EXPORT).exists()  # written on demand (or with rl.export_merged)
+    export_merged(world("export"))
     export = json.loads((world.root / MERGED_EXPORT).read_text())
     assert export["version"] == "v1" and len(export["queries"]) == len(balanced)
 
@@ -77,7 +80,7 @@ def test_round_plan_score_filter_publishes_versions_exactly_once(world) -> None:
     assert run_filter(world("filter"), "round-a") == stats
     manifest.unlink()
     assert run_filter(world("filter"), "round-a") == stats and manifest.read_bytes() == first
-    assert not (world.root / BALANCED / "v2.jsonl").exists()
+    assert not (world.root / BALANCED / "v2.manifest.json").exists()
 
     # The next round never re-plans a query of round-a (accepted or rejected) and sizes itself from the
     # acceptance rate observed in round-a.

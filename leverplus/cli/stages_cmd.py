@@ -165,6 +165,12 @@ def _filter(ctx: Any, args: argparse.Namespace) -> Any:
     return run_filter(ctx, args.round)
 
 
+def _export(ctx: Any, args: argparse.Namespace) -> Any:
+    from leverplus.stages.balanced import export_merged
+
+    return export_merged(ctx, args.data_version)
+
+
 def _sft_data(ctx: Any, args: argparse.Namespace) -> Any:
     from leverplus.stages.sft_data import run_sft_data
 
@@ -252,6 +258,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "join a round's shards, keep balanced queries, publish the next version",
         _printing(_filter),
         ROUND,
+    )
+    _stage(
+        commands,
+        common,
+        "export",
+        "write the lab's interchange file rl-data/balanced/rl_data_balanced_merged.json for a balanced version",
+        _printing(_export),
+        (("--data-version",), {"type": int, "help": "balanced-set version (default: latest)"}),
+        (("--store",), {"metavar": "URI", "help": "store holding the set (default: the configured store.uri)"}),
     )
     _stage(
         commands,

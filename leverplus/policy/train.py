@@ -19,6 +19,7 @@ import torch
 
 from leverplus.features import FeatureTable
 from leverplus.policy.batch import make_batch, sequences_to_actions
+from leverplus.policy.groups import Group
 from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
 from leverplus.policy.network import PointerSelector
 from leverplus.policy.resume import TrainState
@@ -33,14 +34,6 @@ class SFTExample:
     question_id: int
     pool: list[int]
     sequence: list[int]  # ICD question_ids in prompt order
-
-
-@dataclass(frozen=True)
-class Group:
-    question_id: int
-    pool: list[int]
-    sequences: list[list[int]]  # G candidate ICD sequences
-    rewards: list[float]  # (G,)
 
 
 def _batches(items: Sequence[Any], size: int, rng: random.Random) -> list[list[Any]]:
@@ -160,9 +153,9 @@ def train_rce(
     total_steps = max(1, epochs * -(-len(groups) // batch_size))
     step, first = _restore(net, optimizer, rng, resume)
     for epoch in range(first, epochs):
-        for chunk in _batches(groups, batch_size, rng):
+        for idx in _batches(range(len(groups)), batch_size, rng):  # indices: a GroupTable builds only a batch
             tau = tau_start + (tau_end - tau_start) * step / max(1, total_steps - 1)
-            logp, rewards = _group_logp(net, chunk, queries, icds)
+            logp, rewards = _group_logp(net, [groups[i] for i in idx], queries, icds)
             loss = rce_loss(logp, rewards, tau)
             grad_norm = _step(net, optimizer, loss, grad_clip)
             step += 1

@@ -3,186 +3,152 @@ cumulative balanced set.
 
 Balanced: at least one positive and one negative, and min_pos_ratio <= positives / candidates <= max_pos_ratio.
 The set is keyed by question_id: a round adds only queries not already present. Versions are immutable
-(v1, v2, ...); `latest` moves only after the version is written. The round's shards stay in the store, so rejected
-queries' groups are never lost.
+(v1, v2, ...) and made of segments (stages/balanced.py): a round's new groups are written once; `latest` moves only
+after the version is written. The round's shards stay in the store, so rejected queries' groups are never lost.
+
+Memory does not grow with the round: shards are read one at a time, each line is parsed with the standard JSON
+parser (the shard is verified against its manifest first; training re-reads the groups through the full schema),
+and the accepted lines wait in a local spool file until they are published.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import tempfile
 from collections.abc import Iterator
-
-import numpy as np
+from types import TracebackType
 
 from leverplus.catalog import Catalog
 from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
-from leverplus.stages.compat import check_groups
+from leverplus.stages.balanced import Accepted, SetTally, latest_version, parse_line, stream_balanced, write_version
+from leverplus.stages.compat import check_groups, group_facts
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import BALANCED, LEASE, MERGED_EXPORT, plan_key, round_prefix, shard_key
+from leverplus.stages.layout import LEASE, plan_key, round_prefix, shard_key
 from leverplus.stages.shards import read_shard
 from leverplus.store.lease import lease
 
-__all__ = [
-    "RATIO_BINS",
-    "is_balanced",
-    "iter_groups",
-    "latest_version",
-    "load_balanced",
-    "parse_groups",
-    "run_filter",
-    "stream_balanced",
-]
-
-
-RATIO_BINS = 21  # bars centred on 0, 0.05, ..., 1: each ratio of 20 candidates has its own bar
+__all__ = ["is_balanced", "run_filter"]
 
 
 def is_balanced(group: CandidateGroup, min_ratio: float, max_ratio: float) -> bool:
     positives = sum(c.correct for c in group.candidates)
-    ratio = positives / len(group.candidates)
-    return 0 < positives < len(group.candidates) and min_ratio <= ratio <= max_ratio
+    return _balanced(positives, len(group.candidates), min_ratio, max_ratio)
 
 
-def iter_groups(raw: bytes, uri: str) -> Iterator[CandidateGroup]:
-    """The groups of a JSONL object one at a time: a caller that keeps a compact form never holds them all."""
-    for line_no, line in enumerate(io.BytesIO(raw), start=1):
-        try:
-            yield CandidateGroup.model_validate_json(line)
-        except ValueError as exc:
-            raise IntegrityError(
-                f"{uri}: line {line_no} is not a candidate group ({str(exc).splitlines()[0]})"
-            ) from exc
+def _balanced(positives: int, candidates: int, min_ratio: float, max_ratio: float) -> bool:
+    return 0 < positives < candidates and min_ratio <= positives / candidates <= max_ratio
 
 
-def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
-    return list(iter_groups(raw, uri))
-
-
-def latest_version(ctx: StageContext) -> int:
-    if not ctx.store.exists(f"{BALANCED}/latest"):
-        return 0
-    text = ctx.store.get_bytes(f"{BALANCED}/latest").decode().strip()
-    if not (text.startswith("v") and text[1:].isdigit()):
-        raise IntegrityError(f"{ctx.store.uri_for(f'{BALANCED}/latest')}: expected 'v<n>', found {text[:20]!r}")
-    return int(text[1:])
-
-
-def stream_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, Iterator[CandidateGroup]]:
-    """A version of the balanced set (default: latest), verified against the sha256 in its manifest, as a stream of
-    groups (the verified bytes are held, the parsed groups only one at a time)."""
-    version = latest_version(ctx) if version is None else version
-    if version == 0:
-        return 0, iter(())
-    key = f"{BALANCED}/v{version}.jsonl"
-    raw, _ = ctx.read_verified(key, f"{BALANCED}/v{version}.manifest.json")
-    return version, iter_groups(raw, ctx.store.uri_for(key))
-
-
-def load_balanced(ctx: StageContext, version: int | None = None) -> tuple[int, list[CandidateGroup]]:
-    version, groups = stream_balanced(ctx, version)
-    return version, list(groups)
-
-
-class _Tally:
-    """The stats of a stream of groups, without holding the groups: counts add, and so do histograms."""
+class _Spool:
+    """The round's accepted groups: their lines in a local temp file, their ids and counts in memory."""
 
     def __init__(self) -> None:
-        self.queries = self.candidates = self.positives = 0
-        self.histogram = np.zeros(RATIO_BINS, dtype=np.int64)
+        self.file = tempfile.TemporaryFile(prefix="leverplus-accepted-")  # noqa: SIM115 -- closed by __exit__
+        self.rows: list[tuple[int, int, int, int, int]] = []  # (question_id, offset, length, positives, candidates)
 
-    def add(self, groups: list[CandidateGroup]) -> None:
-        self.queries += len(groups)
-        self.candidates += sum(len(g.candidates) for g in groups)
-        self.positives += sum(c.correct for g in groups for c in g.candidates)
-        ratios = [g.positive_ratio for g in groups]
-        self.histogram += np.histogram(ratios, bins=RATIO_BINS, range=(-0.025, 1.025))[0]
+    def add(self, question_id: int, line: bytes, positives: int, candidates: int) -> None:
+        self.rows.append((question_id, self.file.tell(), len(line), positives, candidates))
+        self.file.write(line)
 
-    def stats(self) -> dict:
-        return {
-            "queries": self.queries,
-            "candidates": self.candidates,
-            "positive_ratio": round(self.positives / self.candidates, 4) if self.candidates else 0.0,
-            "ratio_histogram": self.histogram.tolist(),
-        }
+    def accepted(self) -> Iterator[Accepted]:
+        """Sorted by question_id, one line read at a time."""
+        for question_id, offset, length, positives, candidates in sorted(self.rows):
+            self.file.seek(offset)
+            yield Accepted(question_id, self.file.read(length), positives, candidates)
 
+    def tally(self) -> SetTally:
+        tally = SetTally()
+        tally.add([r[3] for r in self.rows], [r[4] for r in self.rows])
+        return tally
 
-def _stats(groups: list[CandidateGroup]) -> dict:
-    tally = _Tally()
-    tally.add(groups)
-    return tally.stats()
+    def __enter__(self) -> _Spool:
+        return self
 
-
-def _export(groups: list[CandidateGroup], version: int) -> dict:
-    """The interchange file: every balanced query's pool and scored candidates, keyed by question_id."""
-    return {"version": f"v{version}", "queries": {str(g.question_id): g.model_dump(mode="json") for g in groups}}
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.file.close()
 
 
-def _scan_round(ctx: StageContext, round_id: str) -> tuple[list[CandidateGroup], dict, dict[str, str]]:
-    """Read the round's shards one at a time, keeping only the balanced groups: memory holds the accepted groups and
-    one shard, not the whole round. -> (accepted, stats of everything scored, sha256 of each shard)"""
-    plan = ctx.read_plan(plan_key(round_id))
+class _Reader:
+    """What the filter needs from a scored line -- id, counts, and the facts that say how it was scored -- read
+    with the standard JSON parser. Anything unexpected is re-read through the schema, whose error names the line."""
+
+    def __init__(self, ctx: StageContext, round_id: str) -> None:
+        self.ctx, self.action = ctx, f"filter round {round_id}"
+        self.want = group_facts(ctx.settings)
+
+    def read(self, line: bytes, uri: str, line_no: int) -> tuple[int, int, int]:
+        """-> (question_id, positives, candidates)"""
+        try:
+            group = json.loads(line)
+            candidates = group["candidates"]
+            positives = sum(c["correct"] is True for c in candidates)
+            ok = (
+                all(group.get(f) == v for f, v in self.want.items())
+                and len(candidates) == group["candidates_per_query"]
+            )
+            if ok and type(group["question_id"]) is int:
+                return group["question_id"], positives, len(candidates)
+        except (ValueError, KeyError, TypeError):
+            pass
+        check_groups([parse_line(line, uri, line_no)], self.ctx.settings, self.action)  # raises naming the field
+        raise IntegrityError(f"{uri}: line {line_no} could not be read as a candidate group")
+
+
+def _scan_round(ctx: StageContext, round_id: str) -> tuple[_Spool, SetTally, dict[str, str]]:
+    """Read the round's shards one at a time, spooling the balanced groups' lines: memory holds one shard and a few
+    numbers per accepted group. -> (accepted, tally of everything scored, sha256 of each shard)"""
+    by_shard = Catalog(ctx.store).planned_by_shard(round_id)  # not the plan: its pools are most of its bytes
+    shard_ids = range(len(by_shard)) if by_shard is not None else ctx.read_plan(plan_key(round_id)).shard_ids()
     prefix = round_prefix(round_id)
-    missing = [i for i in plan.shard_ids() if not ctx.store.exists(shard_key(prefix, i))]
+    missing = [i for i in shard_ids if not ctx.store.exists(shard_key(prefix, i))]
     if missing:
         raise DataError(f"round {round_id}: shards {missing[:10]} have no output yet; run `leverplus score` first")
-    rl, scored, accepted, shas = ctx.settings.rl, _Tally(), [], {}
+    rl, scored, spool, shas, reader = ctx.settings.rl, SetTally(), _Spool(), {}, _Reader(ctx, round_id)
     seen: set[int] = set()
     twice: list[int] = []
-    for i in plan.shard_ids():
+    for i in shard_ids:
         key = shard_key(prefix, i)
         raw = read_shard(ctx, key)  # verified against its manifest, hashed and parsed from one read
         shas[key.removeprefix(prefix + "/")] = hashlib.sha256(raw).hexdigest()
-        groups = parse_groups(raw, ctx.store.uri_for(key))
-        check_groups(groups, ctx.settings, f"filter round {round_id}")
-        twice += [g.question_id for g in groups if g.question_id in seen]
-        seen.update(g.question_id for g in groups)
-        scored.add(groups)
-        accepted += [g for g in groups if is_balanced(g, rl.min_pos_ratio, rl.max_pos_ratio)]
+        uri, positives, candidates = ctx.store.uri_for(key), [], []
+        for line_no, line in enumerate(raw.splitlines(keepends=True), start=1):
+            question_id, pos, n = reader.read(line, uri, line_no)
+            if question_id in seen:
+                twice.append(question_id)
+            seen.add(question_id)
+            positives.append(pos)
+            candidates.append(n)
+            if _balanced(pos, n, rl.min_pos_ratio, rl.max_pos_ratio):
+                spool.add(question_id, line, pos, n)
+        scored.add(positives, candidates)
     if twice:
+        spool.file.close()
         raise DataError(f"round {round_id}: question_ids {sorted(set(twice))[:5]} were scored twice; nothing published")
-    return accepted, scored.stats(), shas
+    return spool, scored, shas
 
 
 def _published_by(ctx: StageContext, round_id: str) -> tuple[int, int] | None:
     """(version, added) when this round already published a version: a rerun after a kill between publishing and the
     round manifest reports what the first run did instead of "nothing new" (the newest versions are read first)."""
     catalog = Catalog(ctx.store)
-    for version in range(latest_version(ctx), 0, -1):
+    for version in range(latest_version(ctx.store), 0, -1):
         stats = catalog.version(version)
         if stats.round_id == round_id:
             return version, stats.added_queries
     return None
 
 
-def _publish(ctx: StageContext, round_id: str, accepted: list[CandidateGroup]) -> tuple[int, int]:
+def _publish(ctx: StageContext, round_id: str, spool: _Spool) -> tuple[int, int]:
     """Add the round's new balanced queries as the next version; `latest` moves last. -> (version, added)"""
     if (done := _published_by(ctx, round_id)) is not None:
         ctx.log.info("this round already published its version", round_id=round_id, version=f"v{done[0]}")
         return done
-    version, current = load_balanced(ctx)
-    check_groups(current, ctx.settings, f"merge round {round_id} into balanced set v{version}")
-    present = {g.question_id for g in current}
-    added = [g for g in accepted if g.question_id not in present]
-    if not added:
-        ctx.log.info("nothing new to publish", round_id=round_id, accepted=len(accepted), latest=f"v{version}")
-        return version, 0
-    merged = sorted(current + added, key=lambda g: g.question_id)
-    version += 1
-    sha = ctx.put_jsonl(f"{BALANCED}/v{version}.jsonl", merged)
-    manifest = ctx.manifest(
-        "balanced-set",
-        inputs={"round": ctx.store.uri_for(round_prefix(round_id))},
-        outputs={f"v{version}.jsonl": sha},
-        stats={**_stats(merged), "round_id": round_id, "added_queries": len(added)},
-    )
-    ctx.put_json(f"{BALANCED}/v{version}.manifest.json", manifest)
-    ctx.store.put_bytes(MERGED_EXPORT, json.dumps(_export(merged, version), sort_keys=True).encode())
-    ctx.store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
-    ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=len(merged))
-    return version, len(added)
+    version, current = stream_balanced(ctx.store)
+    if (first := next(current, None)) is not None:  # every merge checked the set is homogeneous: one group tells
+        check_groups([first], ctx.settings, f"merge round {round_id} into balanced set v{version}")
+    return write_version(ctx, round_id, spool.accepted())
 
 
 def run_filter(ctx: StageContext, round_id: str) -> dict:
@@ -190,15 +156,16 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
     if (done := Catalog(ctx.store).round(round_id)) is not None:  # filtered: a retried or continued run reports it
         ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
         return done.model_dump()
-    accepted, scored, shard_shas = _scan_round(ctx, round_id)
-    with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
-        version, added = _publish(ctx, round_id, accepted)
+    spool, scored, shard_shas = _scan_round(ctx, round_id)
+    with spool, lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
+        version, added = _publish(ctx, round_id, spool)
+        accepted = spool.tally().stats()
     stats = {
-        "scored_queries": scored["queries"],
-        "accepted_queries": len(accepted),
+        "scored_queries": scored.queries,
+        "accepted_queries": accepted["queries"],
         "added_queries": added,
-        "scored": scored,
-        "accepted": _stats(accepted),
+        "scored": scored.stats(),
+        "accepted": accepted,
         "version": f"v{version}",
     }
     ctx.put_json(

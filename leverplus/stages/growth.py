@@ -11,8 +11,8 @@ import json
 import math
 
 from leverplus.catalog import Catalog
+from leverplus.stages.balanced import latest_version
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import latest_version
 from leverplus.stages.layout import run_prefix
 
 __all__ = ["decision_key", "growth_summary", "run_growth_check"]
@@ -53,7 +53,7 @@ def growth_summary(decision: dict) -> str:
 
 
 def _decide(ctx: StageContext, run_id: str | None) -> dict:
-    latest = latest_version(ctx)
+    latest = latest_version(ctx.store)
     if latest == 0:
         ctx.log.info("growth check: no balanced set yet")
         return {"decision": "false", "balanced_version": "v0", "reason": "no balanced set yet"}

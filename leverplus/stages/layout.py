@@ -2,7 +2,8 @@
 
 features/<encoder>/<split>.safetensors
 rounds/<round-id>/plan.json, queries.json, shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml
-rl-data/balanced/v<n>.jsonl, v<n>.manifest.json, latest, rl_data_balanced_merged.json
+rl-data/balanced/segments/<round-id>.jsonl + .ids.json, v<n>.manifest.json, latest, rl_data_balanced_merged.json
+    (and v<n>.jsonl: versions from before segments, stages/balanced.py)
 runs/<run-id>/run.json + settings.yaml (`leverplus run`), settings/<stage>.yaml (every stage), growth-check.json,
     sft-data/..., checkpoints/<stage>/... and checkpoints/seed-<s>/<stage>/..., eval/..., report/...
 """
@@ -23,6 +24,7 @@ __all__ = [
     "report_prefix",
     "round_prefix",
     "run_prefix",
+    "segment_key",
     "sft_prefix",
     "shard_key",
     "stage_settings_key",
@@ -31,6 +33,11 @@ __all__ = [
 BALANCED = "rl-data/balanced"
 MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
 LEASE = f"{BALANCED}/.lease"  # exists while a round publishes a version
+
+
+def segment_key(round_id: str) -> str:
+    """The balanced groups a round added to the set, written once (stages/balanced.py)."""
+    return f"{BALANCED}/segments/{check_id(round_id, 'round id')}.jsonl"
 
 
 def shard_key(prefix: str, shard: int) -> str:

@@ -23,7 +23,7 @@ from leverplus.records import Plan, PlannedQuery
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import eval_prefix, plan_key, queries_key, sft_prefix
 
-__all__ = ["eval_plan_key", "plan_key", "run_plan", "scored_round_stats", "sft_plan_key"]
+__all__ = ["eval_plan_key", "plan_key", "run_plan", "scored_round_stats", "sft_plan_key", "write_plan"]
 
 
 def sft_plan_key(run_id: str) -> str:
@@ -89,6 +89,14 @@ def _shard_size(ctx: StageContext, round_id: str) -> int:
     return size
 
 
+def write_plan(ctx: StageContext, key: str, plan: Plan, round_or_run: str) -> None:
+    """The plan, and for an RL round its question ids by shard (queries.json): what later rounds exclude and how
+    many shards `filter` joins, without parsing the pools (a 443k-query plan is ~200 MB of JSON)."""
+    ctx.put_json(key, plan)
+    if plan.kind == "rl":
+        ctx.put_json(queries_key(round_or_run), [[q.question_id for q in shard] for shard in plan.shards])
+
+
 def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: bool = False) -> Plan:
     if ctx.store.exists(key) and not force:
         plan = ctx.read_plan(key)
@@ -123,8 +131,6 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         settings_hash=ctx.settings_hash,
         prompt_hash=PROMPT_HASH,
     )
-    ctx.put_json(key, plan)
-    if kind == "rl":  # what later rounds exclude, without reading this plan's pools (see Catalog.planned_ids)
-        ctx.put_json(queries_key(round_or_run), query_ids)
+    write_plan(ctx, key, plan, round_or_run)
     ctx.log.info("plan written", uri=ctx.store.uri_for(key), kind=kind, queries=len(planned), shards=len(plan.shards))
     return plan

@@ -27,8 +27,8 @@ from leverplus.report.science import (
     sim_ceilings,
     training_curves,
 )
+from leverplus.stages.balanced import RATIO_BINS, latest_version
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import RATIO_BINS, latest_version
 from leverplus.stages.layout import check_id, checkpoint_prefix, eval_prefix, report_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
@@ -201,7 +201,7 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
     files |= {"report.md": doc.markdown().encode(), "report.html": doc.html().encode()}
     outputs = {name: ctx.store.put_bytes(f"{prefix}/{name}", data).sha256 for name, data in files.items()}
     outputs["metrics.json"] = ctx.put_json(f"{prefix}/metrics.json", metrics)
-    inputs = {"eval": ctx.store.uri_for(eval_prefix(run_id)), "balanced": f"v{latest_version(ctx)}"}
+    inputs = {"eval": ctx.store.uri_for(eval_prefix(run_id)), "balanced": f"v{latest_version(ctx.store)}"}
     # Last: a report with a manifest is complete, and every file in it can be checked against it.
     ctx.put_json(f"{prefix}/manifest.json", ctx.manifest("report", inputs=inputs, outputs=outputs))
     ctx.log.info("report written", uri=ctx.store.uri_for(f"{prefix}/report.md"))

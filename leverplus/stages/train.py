@@ -14,13 +14,14 @@ from leverplus.errors import ConflictError, DataError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_policy
+from leverplus.policy.groups import GroupTable, GroupTableBuilder
 from leverplus.policy.resume import TrainState, load_state, save_state
 from leverplus.policy.rewards import reward
-from leverplus.policy.train import Group, SFTExample, train_grpo, train_rce, train_sft
+from leverplus.policy.train import SFTExample, train_grpo, train_rce, train_sft
 from leverplus.records import canonical_json
+from leverplus.stages.balanced import stream_balanced
 from leverplus.stages.compat import check_groups
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import stream_balanced
 from leverplus.stages.layout import BALANCED, checkpoint_prefix, sft_prefix, shard_key
 from leverplus.stages.shards import read_shard
 
@@ -103,15 +104,16 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
     return uri
 
 
-def _groups(ctx: StageContext, version: int | None) -> tuple[list[Group], str]:
-    """The training groups of a balanced version: ids and rewards only, each record checked and dropped as it is
-    read (a parsed record with its candidates is ~10x the size of what training needs)."""
-    found, balanced = stream_balanced(ctx, version)
-    mode, groups = ctx.settings.rl.reward_mode, []
+def _groups(ctx: StageContext, version: int | None) -> tuple[GroupTable, str]:
+    """The training groups of a balanced version as arrays of ids and rewards, each record checked and dropped as
+    it is read (a parsed record with its candidates is ~100x the size of what training needs)."""
+    found, balanced = stream_balanced(ctx.store, version)
+    mode, builder = ctx.settings.rl.reward_mode, GroupTableBuilder()
     for g in balanced:
         check_groups([g], ctx.settings, f"train on balanced set v{found}")
         rewards = [reward(c, mode, g.question_id) for c in g.candidates]
-        groups.append(Group(g.question_id, g.pool, [c.icd_ids for c in g.candidates], rewards))
+        builder.add(g.question_id, g.pool, [c.icd_ids for c in g.candidates], rewards)
+    groups = builder.build()
     if not groups:
         raise DataError(f"{ctx.store.uri_for(BALANCED)}: the balanced set is empty; run a data round first")
     return groups, f"v{found}"
@@ -215,7 +217,7 @@ def _training_settings(ctx: StageContext) -> dict[str, Any]:
 
 def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
     groups, data_version = _groups(ctx, _pinned_version(ctx, version, init))
-    flat = sum(len(set(g.rewards)) == 1 for g in groups)
+    flat = int((groups.rewards.max(axis=1) == groups.rewards.min(axis=1)).sum())
     ctx.log.info("grpo groups", groups=len(groups), zero_reward_variance=flat)
     uri = ""
     for seed in range(ctx.settings.rl.seeds):
@@ -226,7 +228,7 @@ def run_grpo(ctx: StageContext, run_id: str, init: str, version: int | None = No
 
 
 def _grpo_seed(
-    ctx: StageContext, run_id: str, init: str, groups: list[Group], data_version: str, seed: int, flat: int
+    ctx: StageContext, run_id: str, init: str, groups: GroupTable, data_version: str, seed: int, flat: int
 ) -> str:
     prefix = checkpoint_prefix(run_id, "grpo", seed)
     if done := _trained(ctx, prefix, init, data_version):

@@ -1,6 +1,7 @@
 """`leverplus verify`: check a whole store and report every problem.
 
-balanced set  every version parses, matches the sha256 in its manifest and holds each question_id once;
+balanced set  every segment parses, matches the sha256 its versions record and holds the ids its ids file lists;
+              every version's segments hold each question_id once and as many queries as its manifest says;
               `latest` names a version that exists
 shards        every shard (rounds, SFT data, eval) matches its own manifest and, for a filtered round, the sha256
               its round's manifest recorded; round shards parse as candidate groups
@@ -15,16 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 
+from leverplus.catalog import Catalog
 from leverplus.data import load_split
 from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
 from leverplus.policy import load_policy
 from leverplus.records import Manifest
+from leverplus.stages.balanced import (
+    Segment,
+    ids_key,
+    latest_version,
+    parse_groups,
+    parse_line,
+    segment_ids,
+    segments,
+    stream_lines,
+)
 from leverplus.stages.context import StageContext
-from leverplus.stages.filter import latest_version, parse_groups, stream_balanced
 from leverplus.stages.layout import BALANCED, LEASE
 from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
@@ -33,24 +43,52 @@ from leverplus.store.clean import debris
 
 __all__ = ["run_verify"]
 
-_VERSION = re.compile(rf"^{BALANCED}/v(\d+)\.jsonl$")
 
+def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], None]) -> None:
+    """Each segment is read once however many versions list it; a version is checked through its segments' ids."""
+    store, catalog = ctx.store, Catalog(ctx.store)
+    numbers = catalog.version_numbers()
+    listed: dict[int, list[Segment]] = {}
+    for version in numbers:
+        check(f"balanced v{version}", lambda v=version: listed.__setitem__(v, segments(store, v)))
+    ids: dict[str, list[int]] = {}
 
-def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
-    versions = sorted(int(m.group(1)) for k in keys if (m := _VERSION.match(k)))
+    def read(segment: Segment) -> None:
+        found = [parse_line(line, store.uri_for(segment.key), n).question_id
+                 for n, line in enumerate(stream_lines(store, segment), start=1)]  # fmt: skip
+        if len(found) != len(set(found)):
+            raise LeverPlusError(f"{store.uri_for(segment.key)}: a question_id appears twice")
+        if segment.ids_sha256 is not None and segment_ids(store, segment) != sorted(found):
+            raise IntegrityError(f"{store.uri_for(ids_key(segment.key))}: differs from the ids in its segment")
+        ids[segment.key] = found
 
-    def one(version: int) -> None:
-        _, groups = stream_balanced(ctx, version)
-        ids = [g.question_id for g in groups]
-        if len(ids) != len(set(ids)):
-            raise LeverPlusError(f"{ctx.store.uri_for(f'{BALANCED}/v{version}.jsonl')}: a question_id appears twice")
+    for segment in sorted({s for parts in listed.values() for s in parts}, key=lambda s: s.key):
+        check(f"balanced segment {segment.key.removeprefix(BALANCED + '/')}", lambda s=segment: read(s))
 
-    for version in versions:
-        check(f"balanced v{version}", lambda v=version: one(v))
+    owner: dict[int, str] = {}  # question id -> the first segment holding it
+    pairs: set[tuple[str, str]] = set()  # two segments that share an id: an error in a version listing both
+    for key, found in ids.items():
+        for question_id in found:
+            if (first := owner.setdefault(question_id, key)) != key:
+                pairs.add((first, key))
+
+    def whole(version: int) -> None:
+        keys = {s.key for s in listed[version]}
+        if not keys <= ids.keys():
+            return  # an unreadable segment is a problem already
+        if any(a in keys and b in keys for a, b in pairs):
+            raise LeverPlusError(f"balanced v{version}: a question_id appears in two of its segments")
+        if (total := sum(len(ids[k]) for k in keys)) != (recorded := catalog.version(version).queries):
+            raise LeverPlusError(
+                f"balanced v{version}: its segments hold {total} queries, its manifest says {recorded}"
+            )
+
+    for version in listed:
+        check(f"balanced v{version} queries", lambda v=version: whole(v))
 
     def latest() -> None:
-        if (n := latest_version(ctx)) and n not in versions:
-            raise LeverPlusError(f"{ctx.store.uri_for(f'{BALANCED}/latest')} names v{n}, which does not exist")
+        if (n := latest_version(store)) and n not in numbers:
+            raise LeverPlusError(f"{store.uri_for(f'{BALANCED}/latest')} names v{n}, which does not exist")
 
     check("balanced latest", latest)
 
@@ -99,7 +137,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
         except (LeverPlusError, ValueError, KeyError) as exc:
             problems.append(f"{what}: {exc}")
 
-    _balanced(ctx, keys, check)
+    _balanced(ctx, check)
     _shards(ctx, keys, check)
     for key in (k for k in keys if k.endswith("/report/manifest.json")):
         run_id = key.split("/")[1]
