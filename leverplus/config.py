@@ -158,6 +158,17 @@ class FeatureSettings(_Group):
     batch_size: int = Field(64, ge=1, description="Images per encoder batch.")
 
 
+class PolicySettings(_Group):
+    encoder: Literal["frozen", "clip-lora"] = Field(
+        "frozen",
+        description="What the selector sees. frozen: the stored features of features.encoder. clip-lora: CLIP's "
+        "image and text towers (features.model) inside the policy, their attention projections fine-tuned with LoRA "
+        "adapters (peft) in SFT, RCE and GRPO; checkpoints hold the adapters and the head, never the base weights.",
+    )
+    lora_rank: int = Field(8, ge=1, description="Rank of the clip-lora adapters.")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA alpha of the clip-lora adapters (scale alpha / rank).")
+
+
 class PoolSettings(_Group):
     sampler: Literal["random", "similarity", "stratified"] = Field(
         "stratified",
@@ -295,6 +306,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     lvlm: LVLMSettings = Field(default_factory=LVLMSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     rl: RLSettings = Field(default_factory=RLSettings)
     sft: SFTSettings = Field(default_factory=SFTSettings)

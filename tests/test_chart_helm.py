@@ -108,6 +108,7 @@ def test_the_old_readme_command_fails_and_settings_reach_the_configmap() -> None
     objects = _render(*settings, "--set", "s3.storeUri=s3://b/p", "--set", "s3.endpoint=")
     data = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
     assert data["LEVERPLUS_DATA__NAME"] == "synthetic" and data["LEVERPLUS_STORE__URI"] == "s3://b/p"
+    assert data["LEVERPLUS_RL__SHARD_MINUTES"] == "20"  # scoring pods sized by time unless the user says otherwise
     assert "LEVERPLUS_STORE__ENDPOINT_URL" not in data  # empty endpoint: AWS
 
 

@@ -13,8 +13,8 @@ from leverplus.data import load_split
 from leverplus.errors import ConfigError, IntegrityError
 from leverplus.features import FeatureTable, compute_features, feature_key
 from leverplus.features.simple import encode_image, encode_question
+from leverplus.features.tiny import build_clip
 from leverplus.store import LocalStore, open_store
-from tests.tiny_models import build_tiny_clip
 
 
 def _scene(color: tuple[int, int, int], boxes: int) -> Image.Image:
@@ -59,7 +59,7 @@ def test_simple_features_of_a_split_roundtrip_through_the_store(world_root: Path
 
 
 def test_clip_encoder_on_a_tiny_real_model(world_root: Path, tmp_path: Path) -> None:
-    model = build_tiny_clip(tmp_path / "tiny-clip")
+    model = build_clip(tmp_path / "tiny-clip")
     data = load_split(open_store(str(world_root / "datasets/synthetic")), "val")
     table = compute_features(data, FeatureSettings(encoder="clip", model=str(model), batch_size=16))
     assert table.encoder == "clip" and table.image.shape == (len(data), 16) == table.question.shape

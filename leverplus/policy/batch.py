@@ -10,31 +10,46 @@ import torch
 
 from leverplus.errors import DataError
 from leverplus.features import FeatureTable
+from leverplus.policy.bank import InputBank
 from leverplus.policy.order import pick_order
+from leverplus.policy.towers import TowerInputs
 
-__all__ = ["PoolBatch", "make_batch", "sequences_to_actions"]
+__all__ = ["PoolBatch", "Source", "make_batch", "sequences_to_actions"]
+
+
+Source = FeatureTable | InputBank  # precomputed features (encoder frozen) or the towers' inputs (clip-lora)
 
 
 @dataclass
 class PoolBatch:
-    query: torch.Tensor  # (B, D)
-    pool: torch.Tensor  # (B, P, D)
+    query: torch.Tensor | TowerInputs  # (B, D) features, or inputs the policy's towers encode
+    pool: torch.Tensor | TowerInputs  # (B, P, D)
     mask: torch.Tensor  # (B, P) True where a pool item exists
     pool_ids: list[list[int]]  # question_ids per row, in pool order
 
     def repeat(self, n: int) -> PoolBatch:
-        """Each row repeated n times (one per candidate of a group)."""
+        """Each row repeated n times (one per candidate of a group); the towers still see each item once."""
         return PoolBatch(
-            self.query.repeat_interleave(n, 0),
-            self.pool.repeat_interleave(n, 0),
+            _repeat(self.query, n),
+            _repeat(self.pool, n),
             self.mask.repeat_interleave(n, 0),
             [ids for ids in self.pool_ids for _ in range(n)],
         )
 
 
-def make_batch(
-    query_ids: Sequence[int], pools: Sequence[Sequence[int]], queries: FeatureTable, icds: FeatureTable
-) -> PoolBatch:
+def _repeat(x: torch.Tensor | TowerInputs, n: int) -> torch.Tensor | TowerInputs:
+    return x.repeat(n) if isinstance(x, TowerInputs) else x.repeat_interleave(n, 0)
+
+
+def make_batch(query_ids: Sequence[int], pools: Sequence[Sequence[int]], queries: Source, icds: Source) -> PoolBatch:
+    if isinstance(icds, InputBank) and isinstance(queries, InputBank):
+        mask = torch.zeros(len(pools), max(len(p) for p in pools), dtype=torch.bool)
+        for row, ids in enumerate(pools):
+            mask[row, : len(ids)] = True
+        pool_ids = [list(p) for p in pools]
+        return PoolBatch(queries.inputs(list(query_ids)), icds.inputs(pool_ids), mask, pool_ids)
+    if isinstance(icds, InputBank) or isinstance(queries, InputBank):
+        raise TypeError("queries and ICDs must both be feature tables or both be input banks")
     width = max(len(p) for p in pools)
     pool = np.zeros((len(pools), width, icds.dim), dtype=np.float32)
     mask = np.zeros((len(pools), width), dtype=bool)

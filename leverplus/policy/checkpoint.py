@@ -2,6 +2,9 @@
 
 Loading is strict: a missing or unexpected key, a shape mismatch, or a file whose sha256 differs from the one
 recorded at save time is an error. Checkpoints are never unpickled.
+
+A `clip-lora` policy's file holds the head and the adapters (`adapter.<peft key>`), never the base CLIP weights:
+config.json names the base model and the sha256 of its weights, and loading refuses a base that differs.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ import hashlib
 import json
 from typing import Any
 
+import torch
+
 from leverplus import __version__
 from leverplus.errors import IntegrityError, NotFoundError
 from leverplus.policy.network import PointerSelector, PolicyConfig
+from leverplus.policy.strict import check_state
+from leverplus.policy.towers import ClipTowers
 from leverplus.store import Store
 
 __all__ = ["load_policy", "save_policy"]
@@ -25,20 +32,51 @@ def save_policy(net: PointerSelector, store: Store, prefix: str, provenance: dic
     Returns the checkpoint's URI."""
     from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in head_state(net).items()}
+    if net.towers is not None:
+        state |= {f"{ADAPTER_PREFIX}{k}": v for k, v in net.towers.adapter_state().items()}
     info = store.put_bytes(f"{prefix}/{MODEL_FILE}", save(state))
     config = {
         "policy": net.policy_config.to_dict(),
         "model_sha256": info.sha256,
         "code_version": __version__,
+        **({"towers": tower_config(net.towers)} if net.towers is not None else {}),
         **provenance,
     }
     store.put_bytes(f"{prefix}/{CONFIG_FILE}", json.dumps(config, indent=2, sort_keys=True).encode())
     return store.uri_for(prefix)
 
 
-def load_policy(store: Store) -> tuple[PointerSelector, dict[str, Any]]:
-    """Load the checkpoint rooted at store (open_store(checkpoint_uri))."""
+ADAPTER_PREFIX = "adapter."
+
+
+def head_state(net: PointerSelector) -> dict[str, torch.Tensor]:
+    """The pointer network's own weights (the towers, base and adapters, are saved apart)."""
+    return {k: v for k, v in net.state_dict().items() if not k.startswith("towers.")}
+
+
+def tower_config(towers: ClipTowers) -> dict[str, Any]:
+    return {"encoder": "clip-lora", "base_model": towers.base_id, "base_sha256": towers.base_sha256,
+            "lora": towers.lora, "trainable_parameters": towers.trainable_parameters()}  # fmt: skip
+
+
+def _towers(config: dict[str, Any], clip_model: str | None, uri: str) -> ClipTowers:
+    """The base the adapters were trained on: `clip_model` (this machine's copy) or the recorded id, checked."""
+    from leverplus.policy.towers import load_towers
+
+    recorded = config["towers"]
+    towers = load_towers(clip_model or recorded["base_model"], recorded["lora"]["rank"], recorded["lora"]["alpha"])
+    if towers.base_sha256 != recorded["base_sha256"]:
+        raise IntegrityError(
+            f"{uri}: its adapters were trained on base weights {recorded['base_sha256'][:12]} "
+            f"({recorded['base_model']}), {towers.base_id} has {towers.base_sha256[:12]}: load it with that base"
+        )
+    return towers
+
+
+def load_policy(store: Store, clip_model: str | None = None) -> tuple[PointerSelector, dict[str, Any]]:
+    """Load the checkpoint rooted at store (open_store(checkpoint_uri)); a clip-lora policy loads its base from
+    `clip_model` (default: the id it recorded) and checks it is the one its adapters were trained on."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -60,15 +98,15 @@ def load_policy(store: Store) -> tuple[PointerSelector, dict[str, Any]]:
         raise IntegrityError(f"{uri}: records no model_sha256, so {MODEL_FILE} cannot be verified; re-save it")
     if hashlib.sha256(raw).hexdigest() != config["model_sha256"]:
         raise IntegrityError(f"{model_uri}: sha256 differs from the one recorded in {CONFIG_FILE}")
-    net = PointerSelector(policy_config)
-    expected = net.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise IntegrityError(f"{model_uri}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise IntegrityError(
-                f"{model_uri}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
-            )
-    net.load_state_dict(state, strict=True)
+    towers = _towers(config, clip_model, uri) if "towers" in config else None
+    net = PointerSelector(policy_config, towers)
+    adapters = {k.removeprefix(ADAPTER_PREFIX): state.pop(k) for k in list(state) if k.startswith(ADAPTER_PREFIX)}
+    if towers is not None:
+        towers.load_adapter_state(adapters, model_uri)
+    elif adapters:
+        raise IntegrityError(f"{model_uri}: holds adapters but {CONFIG_FILE} names no towers")
+    check_state(head_state(net), state, model_uri)
+    result = net.load_state_dict(state, strict=False)  # strict on the head (checked above); the towers are loaded
+    if result.unexpected_keys or [k for k in result.missing_keys if not k.startswith("towers.")]:
+        raise IntegrityError(f"{model_uri}: keys did not load ({result})")
     return net.eval(), config

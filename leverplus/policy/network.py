@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LORA_TARGETS", "PointerSelector", "PolicyConfig"]
+from leverplus.policy.towers import ClipTowers, TowerInputs
 
-# The linear maps that LoRA adapts for RCE/GRPO (the attention and GRU keep their SFT weights).
-LORA_TARGETS = ["embed_item", "embed_query", "to_key", "to_query"]
+Features = torch.Tensor | TowerInputs
+
+__all__ = ["PointerSelector", "PolicyConfig"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,13 @@ class PolicyConfig:
 
 
 class PointerSelector(nn.Module):
-    def __init__(self, config: PolicyConfig) -> None:
+    """`towers` (policy.encoder clip-lora): CLIP towers with LoRA adapters that turn `TowerInputs` into the features
+    the head reads; without them (frozen) the head reads precomputed feature tensors."""
+
+    def __init__(self, config: PolicyConfig, towers: ClipTowers | None = None) -> None:
         super().__init__()
         self.policy_config = config  # not `config`: wrappers such as peft treat that name as an HF config
+        self.towers = towers
         h = config.hidden
         self.embed_item = nn.Linear(config.feature_dim, h)
         self.embed_query = nn.Linear(config.feature_dim, h)
@@ -44,8 +49,28 @@ class PointerSelector(nn.Module):
         self.to_query = nn.Linear(h, h)
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
 
-    def encode(self, query: torch.Tensor, pool: torch.Tensor, pool_mask: torch.Tensor):  # noqa: ANN201
-        """query (B, D), pool (B, P, D), pool_mask (B, P) True where an item exists -> state, items, keys."""
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What training changes: everything but the towers' frozen base weights (what a resume state holds)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("towers.") or "lora_" in k}
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        from leverplus.policy.strict import check_state
+
+        check_state(self.trained_state(), state, "training state")
+        self.load_state_dict(state, strict=False)
+
+    def features(self, x: torch.Tensor | TowerInputs) -> torch.Tensor:
+        """The features the head reads: its towers' output, or the stored features it was given. Mixing the two
+        would silently score with features the policy was not trained on, so it is an error."""
+        if isinstance(x, TowerInputs) != (self.towers is not None):
+            kind = "clip-lora" if self.towers is not None else "frozen"
+            raise TypeError(f"a {kind} policy was given {type(x).__name__} (use StageContext.policy_inputs)")
+        return self.towers(x) if isinstance(x, TowerInputs) else x
+
+    def encode(self, query: Features, pool: Features, pool_mask: torch.Tensor):  # noqa: ANN201
+        """query (B, D), pool (B, P, D) features or the towers' inputs, pool_mask (B, P) True where an item exists
+        -> state, items, keys."""
+        query, pool = self.features(query), self.features(pool)
         items = self.embed_item(pool)  # (B, P, H)
         q = self.embed_query(query).unsqueeze(1)  # (B, 1, H)
         context, _ = self.attend(q, items, items, key_padding_mask=~pool_mask)  # (B, 1, H)
@@ -63,14 +88,12 @@ class PointerSelector(nn.Module):
         chosen = items[torch.arange(items.shape[0]), picked]  # (B, H)
         return self.gate(chosen, state)
 
-    def log_prob(
-        self, query: torch.Tensor, pool: torch.Tensor, pool_mask: torch.Tensor, actions: torch.Tensor
-    ) -> torch.Tensor:
+    def log_prob(self, query: Features, pool: Features, pool_mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Sequence log-probability of given picks. actions (B, T) pool indices in prompt order -> (B,)"""
         state, items, keys = self.encode(query, pool, pool_mask)
         available = pool_mask.clone()
-        total = torch.zeros(query.shape[0], device=query.device)
-        rows = torch.arange(query.shape[0], device=query.device)
+        total = torch.zeros(pool_mask.shape[0], device=pool_mask.device)
+        rows = torch.arange(pool_mask.shape[0], device=pool_mask.device)
         for t in range(actions.shape[1]):
             step = self.step_log_probs(state, keys, available)  # (B, P)
             total = total + step[rows, actions[:, t]]
@@ -82,8 +105,8 @@ class PointerSelector(nn.Module):
     @torch.no_grad()
     def select(
         self,
-        query: torch.Tensor,
-        pool: torch.Tensor,
+        query: Features,
+        pool: Features,
         pool_mask: torch.Tensor,
         shots: int,
         greedy: bool = True,
@@ -92,7 +115,7 @@ class PointerSelector(nn.Module):
         """Pick `shots` distinct pool items per query, greedily or by sampling. -> (B, shots) pool indices"""
         state, items, keys = self.encode(query, pool, pool_mask)
         available = pool_mask.clone()
-        rows = torch.arange(query.shape[0], device=query.device)
+        rows = torch.arange(pool_mask.shape[0], device=pool_mask.device)
         picks = []
         for _ in range(shots):
             step = self.step_log_probs(state, keys, available)
@@ -101,4 +124,4 @@ class PointerSelector(nn.Module):
             picks.append(picked)
             available[rows, picked] = False
             state = self._advance(state, items, picked)
-        return torch.stack(picks, dim=1) if picks else torch.zeros(query.shape[0], 0, dtype=torch.long)
+        return torch.stack(picks, dim=1) if picks else torch.zeros(pool_mask.shape[0], 0, dtype=torch.long)

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from leverplus.features import FeatureTable
-from leverplus.policy.batch import make_batch, sequences_to_actions
+from leverplus.policy.batch import Source, make_batch, sequences_to_actions
 from leverplus.policy.groups import Group
 from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
 from leverplus.policy.network import PointerSelector
@@ -55,7 +54,7 @@ def _restore(
     """Continue where `resume` left off: weights, optimizer moments, both random generators. -> (step, epoch)"""
     if resume is None:
         return 0, 0
-    net.load_state_dict(resume.model, strict=True)
+    net.load_trained_state(resume.model)
     optimizer.load_state_dict(resume.optimizer)
     rng.setstate(resume.python_rng)
     torch.set_rng_state(resume.torch_rng)
@@ -66,7 +65,7 @@ def _state(
     epochs_done: int, step: int, net: PointerSelector, optimizer: torch.optim.Optimizer, rng: random.Random
 ) -> TrainState:
     return TrainState(
-        epochs_done, step, net.state_dict(), optimizer.state_dict(), rng.getstate(), torch.get_rng_state(), []
+        epochs_done, step, net.trained_state(), optimizer.state_dict(), rng.getstate(), torch.get_rng_state(), []
     )
 
 
@@ -81,8 +80,8 @@ def _step(net: PointerSelector, optimizer: torch.optim.Optimizer, loss: torch.Te
 def train_sft(
     net: PointerSelector,
     examples: Sequence[SFTExample],
-    queries: FeatureTable,
-    icds: FeatureTable,
+    queries: Source,
+    icds: Source,
     *,
     epochs: int,
     lr: float,
@@ -111,7 +110,7 @@ def train_sft(
     return net
 
 
-def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: FeatureTable, icds: FeatureTable):  # noqa: ANN202
+def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: Source, icds: Source):  # noqa: ANN202
     """log pi of every candidate of every group -> (B, G), and rewards (B, G)."""
     g = len(groups[0].sequences)
     batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).repeat(g)
@@ -123,7 +122,7 @@ def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: FeatureT
 
 @torch.no_grad()
 def _all_logp(
-    net: PointerSelector, groups: Sequence[Group], queries: FeatureTable, icds: FeatureTable, chunk: int = 64
+    net: PointerSelector, groups: Sequence[Group], queries: Source, icds: Source, chunk: int = 64
 ) -> torch.Tensor:
     """log pi of every candidate of every group, without gradients. -> (N, G)"""
     return torch.cat([_group_logp(net, groups[i : i + chunk], queries, icds)[0] for i in range(0, len(groups), chunk)])
@@ -132,8 +131,8 @@ def _all_logp(
 def train_rce(
     net: PointerSelector,
     groups: Sequence[Group],
-    queries: FeatureTable,
-    icds: FeatureTable,
+    queries: Source,
+    icds: Source,
     *,
     epochs: int,
     lr: float,
@@ -171,8 +170,8 @@ def policy_kl(
     net: PointerSelector,
     reference: PointerSelector,
     groups: Sequence[Group],
-    queries: FeatureTable,
-    icds: FeatureTable,
+    queries: Source,
+    icds: Source,
     *,
     samples: int = 8,
     seed: int = 0,
@@ -196,8 +195,8 @@ def policy_kl(
 def train_grpo(
     net: PointerSelector,
     groups: Sequence[Group],
-    queries: FeatureTable,
-    icds: FeatureTable,
+    queries: Source,
+    icds: Source,
     *,
     epochs: int,
     lr: float,

@@ -42,9 +42,18 @@ def _overview(doc: Document, m: dict[str, Any]) -> None:
             f"balanced set **{m['data']['version']}**; training settings from its checkpoint: GRPO "
             f"{train.get('grpo_epochs')} epochs, lr {train.get('grpo_lr')}, KL β {train.get('kl_beta')}, clip ε "
             f"{train.get('clip_eps')}; RCE {train.get('rce_epochs')} epochs, lr {train.get('rce_lr')}; reward "
-            f"`{train.get('reward_mode')}`; {train.get('seeds', 1)} training seed(s)."
+            f"`{train.get('reward_mode')}`; {train.get('seeds', 1)} training seed(s). {_encoder(train)}"
         )
     )
+
+
+def _encoder(train: dict[str, Any]) -> str:
+    enc = train.get("policy_encoder") or {}
+    if enc.get("encoder") == "clip-lora":
+        size = f"{enc['trainable_parameters']:,}"
+        return (f"Policy encoder: `clip-lora` on `{enc['base_model']}`, LoRA rank {enc['lora_rank']} "
+                f"(alpha {enc['lora_alpha']}), {size} trainable tower parameters.")  # fmt: skip
+    return f"Policy encoder: `frozen` `{enc.get('features', '?')}` features."
 
 
 def _summary(doc: Document, m: dict[str, Any]) -> None:

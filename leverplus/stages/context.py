@@ -31,6 +31,7 @@ class StageContext:
     stage: str
     _features: dict[tuple[str, str], FeatureTable] = field(default_factory=dict)
     _splits: dict[str, VQASplit] = field(default_factory=dict)
+    _banks: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bind(stage=self.stage)
@@ -61,6 +62,35 @@ class StageContext:
                 )
             self._features[encoder, split] = FeatureTable.load(self.store, encoder, split)
         return self._features[encoder, split]
+
+    def new_policy(self) -> Any:
+        """A fresh selector for SFT: on the stored features (policy.encoder frozen), or on CLIP towers with zero
+        LoRA adapters (clip-lora; the base is features.model)."""
+        from leverplus.policy import PointerSelector, PolicyConfig
+        from leverplus.policy.towers import load_towers
+
+        p = self.settings.policy
+        if p.encoder == "frozen":
+            return PointerSelector(PolicyConfig(feature_dim=self.features(self.settings.data.train_split).dim))
+        towers = load_towers(self.settings.features.model, p.lora_rank, p.lora_alpha)
+        return PointerSelector(PolicyConfig(feature_dim=towers.dim), towers)
+
+    def load_policy(self, uri_or_key: str) -> tuple[Any, dict[str, Any]]:
+        """A policy checkpoint; a clip-lora one on this machine's copy of its base (features.model), checked."""
+        from leverplus.policy import load_policy
+
+        return load_policy(self.checkpoint_store(uri_or_key), clip_model=self.settings.features.model)
+
+    def policy_inputs(self, net: Any, split: str) -> FeatureTable | Any:
+        """What `net` reads for a split's questions: the stored features, or (clip-lora) its towers' inputs."""
+        if net.towers is None:
+            return self.features(split)
+        if split not in self._banks:
+            from leverplus.policy.bank import InputBank
+            from leverplus.policy.towers import load_processor
+
+            self._banks[split] = InputBank(self.split(split), load_processor(net.towers.base_id))
+        return self._banks[split]
 
     @cached_property
     def lvlm(self) -> Any:

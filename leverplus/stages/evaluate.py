@@ -20,7 +20,7 @@ import numpy as np
 
 from leverplus.lvlm.base import Request
 from leverplus.metrics import vqa_accuracy
-from leverplus.policy import PointerSelector, load_policy
+from leverplus.policy import PointerSelector
 from leverplus.policy.batch import make_batch
 from leverplus.policy.order import prompt_order
 from leverplus.pools import check_pool, check_shots, rank_by_similarity
@@ -37,7 +37,7 @@ Selector = Callable[[PlannedQuery, int], list[int]]
 
 
 def _policy_selector(ctx: StageContext, net: PointerSelector, split: str, max_shots: int) -> Selector:
-    queries, train = ctx.features(split), ctx.features(ctx.settings.data.train_split)
+    queries, train = ctx.policy_inputs(net, split), ctx.policy_inputs(net, ctx.settings.data.train_split)
     decoded: dict[int, list[int]] = {}  # the current question's greedy picks at max_shots
 
     def select(q: PlannedQuery, k: int) -> list[int]:
@@ -92,7 +92,7 @@ def run_eval(
     seeds = {f"policy-seed{k}": checkpoint_prefix(run_id, "grpo", k) for k in range(1, s.rl.seeds)}
     checkpoints = {"policy": policy_uri, **seeds, "rce": rce_uri, "sft": sft_uri}
     selectors: dict[str, Selector] = {
-        name: _policy_selector(ctx, load_policy(ctx.checkpoint_store(uri))[0], plan.split, longest)
+        name: _policy_selector(ctx, ctx.load_policy(uri)[0], plan.split, longest)
         for name, uri in checkpoints.items()
         if uri
     }

@@ -138,7 +138,17 @@ def _training(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "reward_mode": grpo.get("reward_mode"),
         "data_version": grpo.get("data_version"),
         "sft": configs.get("rce", {}).get("init"),
+        "policy_encoder": _policy_encoder(grpo),
     }
+
+
+def _policy_encoder(config: dict[str, Any]) -> dict[str, Any]:
+    """What the trained policy saw: stored features, or CLIP towers with LoRA adapters (from its checkpoint)."""
+    towers = config.get("towers")
+    if towers is None:
+        return {"encoder": "frozen", "features": config.get("encoder")}
+    return {"encoder": towers["encoder"], "base_model": towers["base_model"], "lora_rank": towers["lora"]["rank"],
+            "lora_alpha": towers["lora"]["alpha"], "trainable_parameters": towers["trainable_parameters"]}  # fmt: skip
 
 
 def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = False, force: bool = False) -> str:

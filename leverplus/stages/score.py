@@ -14,7 +14,7 @@ import torch
 from leverplus.errors import ConfigError
 from leverplus.lvlm.base import Request
 from leverplus.metrics import vqa_accuracy
-from leverplus.policy import PointerSelector, load_policy
+from leverplus.policy import PointerSelector
 from leverplus.policy.batch import make_batch
 from leverplus.policy.order import prompt_order
 from leverplus.pools import check_pool, check_shots
@@ -46,7 +46,7 @@ def candidate_sequences(
     out: list[tuple[list[int], str]] = []
     n_policy = round(wanted * policy_share) if policy is not None else 0
     if n_policy:
-        train = ctx.features(ctx.settings.data.train_split)
+        train = ctx.policy_inputs(policy, ctx.settings.data.train_split)
         batch = make_batch([query.question_id], [query.pool], train, train).repeat(n_policy * 4)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         picks = policy.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
@@ -76,7 +76,7 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
         return ctx.store.uri_for(key)
     plan, queries_in_shard = ctx.plan_shard(plan_key(round_id), shard)
     rl = ctx.settings.rl
-    policy = load_policy(ctx.checkpoint_store(policy_uri))[0] if policy_uri else None
+    policy = ctx.load_policy(policy_uri)[0] if policy_uri else None
     train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(plan.split)
     groups, start = [], time.monotonic()
     with progress(len(queries_in_shard), f"scoring shard {shard}") as update:

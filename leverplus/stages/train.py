@@ -13,7 +13,7 @@ from leverplus.config import RLSettings
 from leverplus.errors import ConflictError, DataError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
-from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_policy
+from leverplus.policy import PointerSelector, save_policy
 from leverplus.policy.groups import GroupTable, GroupTableBuilder
 from leverplus.policy.resume import TrainState, load_state, save_state
 from leverplus.policy.rewards import reward
@@ -80,9 +80,9 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
         for line in read_shard(ctx, shard_key(prefix, shard)).splitlines():
             row = json.loads(line)
             examples += [SFTExample(row["question_id"], row["pool"], seq) for seq in row["sequences"]]
-    train = ctx.features(ctx.settings.data.train_split)
     torch.manual_seed(ctx.settings.run.seed)  # the initial weights are part of the run's reproducibility
-    net = PointerSelector(PolicyConfig(feature_dim=train.dim))
+    net = ctx.new_policy()
+    train = ctx.policy_inputs(net, ctx.settings.data.train_split)
     s, curve = ctx.settings.sft, _Curve()
     resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, "", f"{len(examples)} examples"))
     train_sft(
@@ -120,8 +120,11 @@ def _groups(ctx: StageContext, version: int | None) -> tuple[GroupTable, str]:
 
 
 def _load_init(ctx: StageContext, init: str) -> PointerSelector:
-    net, config = load_policy(ctx.checkpoint_store(init))
-    if config.get("encoder") != ctx.settings.features.encoder:
+    net, config = ctx.load_policy(init)
+    kind, wanted = ("clip-lora" if net.towers is not None else "frozen"), ctx.settings.policy.encoder
+    if kind != wanted:
+        raise DataError(f"checkpoint {init} is a {kind} policy; the settings say policy.encoder={wanted}")
+    if kind == "frozen" and config.get("encoder") != ctx.settings.features.encoder:
         raise DataError(
             f"checkpoint {init} was trained on {config.get('encoder')} features, not {ctx.settings.features.encoder}"
         )
@@ -174,14 +177,14 @@ def _pinned_version(ctx: StageContext, version: int | None, checkpoint: str) -> 
 
 def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = None) -> str:
     groups, data_version = _groups(ctx, _pinned_version(ctx, version, checkpoint_prefix(run_id, "rce")))
-    rl, train = ctx.settings.rl, ctx.features(ctx.settings.data.train_split)
-    uri = ""
+    rl, uri = ctx.settings.rl, ""
     for seed in range(rl.seeds):
         out = checkpoint_prefix(run_id, "rce", seed)
         if done := _trained(ctx, out, init, data_version):
             uri = uri or done
             continue
         net, curve = _load_init(ctx, init), _Curve()
+        train = ctx.policy_inputs(net, ctx.settings.data.train_split)
         resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, init, data_version))
         options = rce_options(rl, ctx.settings.run.seed + seed)
         train_rce(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
@@ -234,7 +237,7 @@ def _grpo_seed(
     if done := _trained(ctx, prefix, init, data_version):
         return done
     net = _load_init(ctx, init)
-    rl, train, curve = ctx.settings.rl, ctx.features(ctx.settings.data.train_split), _Curve()
+    rl, train, curve = ctx.settings.rl, ctx.policy_inputs(net, ctx.settings.data.train_split), _Curve()
     provenance = {
         "stage": "grpo",
         "init": init,

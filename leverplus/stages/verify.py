@@ -22,7 +22,6 @@ from leverplus.catalog import Catalog
 from leverplus.data import load_split
 from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
-from leverplus.policy import load_policy
 from leverplus.records import Manifest
 from leverplus.stages.balanced import (
     Segment,
@@ -146,7 +145,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
             check(f"report {run_id}/{name}", lambda r=run_id, n=name: read_report_file(ctx, r, n))
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
         prefix = key.removesuffix("/config.json")
-        check(prefix, lambda p=prefix: load_policy(ctx.checkpoint_store(p)))
+        check(prefix, lambda p=prefix: ctx.load_policy(p))
     for key in (k for k in keys if k.startswith("features/") and k.endswith(".safetensors")):
         _, encoder, name = key.split("/")
         check(key, lambda e=encoder, n=name: FeatureTable.load(ctx.store, e, n.removesuffix(".safetensors")))

@@ -1,0 +1,240 @@
+"""The clip-lora policy encoder (issue 14) on a tiny real CLIPModel built from a config: adapters train and the base
+never moves; adapters off is the base exactly; checkpoints hold adapters and head only, round-trip strictly and
+refuse another base; GRPO's penalty is zero at its first step and its KL to the reference grows as adapters move."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load
+
+from leverplus.data import load_split
+from leverplus.data.synth import synthesize
+from leverplus.errors import IntegrityError
+from leverplus.features.tiny import build_clip
+from leverplus.policy import PointerSelector, PolicyConfig, load_policy, save_policy
+from leverplus.policy.bank import InputBank
+from leverplus.policy.batch import make_batch
+from leverplus.policy.groups import Group
+from leverplus.policy.towers import load_processor, load_towers
+from leverplus.policy.train import policy_kl, train_grpo, train_rce
+from leverplus.store import open_store
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, InputBank, list[Group]]:
+    root = tmp_path_factory.mktemp("clip-lora")
+    clip = build_clip(root / "tiny-clip")
+    store = open_store(str(root / "world"))
+    synthesize(store, 0, {"train": 40})
+    bank = InputBank(load_split(store, "train"), load_processor(str(clip)))
+    ids = sorted(r.question_id for r in bank.split)
+    rng = random.Random(0)
+    groups = []
+    for q in ids[:12]:
+        pool = rng.sample([i for i in ids if i != q], 8)
+        groups.append(Group(q, pool, [rng.sample(pool, 2) for _ in range(4)], [1.0, 0.0, 1.0, 0.0]))
+    return clip, bank, groups
+
+
+def _policy(clip: Path) -> PointerSelector:
+    torch.manual_seed(0)
+    towers = load_towers(str(clip), rank=4, alpha=8.0)
+    return PointerSelector(PolicyConfig(feature_dim=towers.dim, hidden=16, heads=2), towers)
+
+
+OPTIONS = {"lr": 5e-2, "batch_size": 6, "grad_clip": 1.0, "seed": 0}
+
+
+def _base(net: PointerSelector) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.towers.state_dict().items() if "lora_" not in k}
+
+
+def test_adapters_train_and_the_base_weights_never_move(tiny) -> None:
+    clip, bank, groups = tiny
+    net = _policy(clip)
+    before_base, before_adapters = _base(net), net.towers.adapter_state()
+    trainable = {n for n, p in net.towers.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)  # only adapters train inside the towers
+    train_rce(net, groups, bank, bank, epochs=2, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    after_base, after_adapters = _base(net), net.towers.adapter_state()
+    assert all(torch.equal(before_base[k], after_base[k]) for k in before_base)
+    moved = [k for k in before_adapters if not torch.equal(before_adapters[k], after_adapters[k])]
+    assert len(moved) == len(before_adapters)  # every adapter matrix (A and B, both towers) learned
+
+
+def test_adapters_off_is_the_base_model_exactly(tiny) -> None:
+    from transformers import CLIPModel
+
+    clip, bank, groups = tiny
+    net = _policy(clip)
+    train_rce(net, groups, bank, bank, epochs=1, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    inputs = bank.inputs([g.question_id for g in groups])
+    base = CLIPModel.from_pretrained(clip).eval()
+    image = base.get_image_features(pixel_values=inputs.pixel_values)
+    text = base.get_text_features(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask)
+    image, text = getattr(image, "pooler_output", image), getattr(text, "pooler_output", text)
+    expected = torch.cat(
+        [torch.nn.functional.normalize(image, dim=-1), torch.nn.functional.normalize(text, dim=-1)], -1
+    )
+    expected = expected / 2**0.5
+    with torch.no_grad():
+        with net.towers.base_only():
+            off = net.towers(inputs)
+        on = net.towers(inputs)
+        assert torch.equal(off, expected[inputs.index])
+        assert not torch.allclose(on, off)  # the trained adapters do change the features
+
+
+def test_a_checkpoint_holds_adapters_and_head_only_and_refuses_another_base(tiny, tmp_path: Path) -> None:
+    clip, bank, groups = tiny
+    net = _policy(clip)
+    train_rce(net, groups, bank, bank, epochs=1, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    store = open_store(str(tmp_path / "ck"))
+    save_policy(net, store, "sft", {"stage": "sft"})
+    saved = load(store.get_bytes("sft/model.safetensors"))
+    assert all("lora_" in k for k in saved if k.startswith("adapter.")) and any(k.startswith("adapter.") for k in saved)
+    assert not [k for k in saved if k.startswith("towers.")]  # no base weight in the file
+    config = store.get_bytes("sft/config.json").decode()
+    assert net.towers.base_sha256 in config and '"rank": 4' in config
+
+    loaded, recorded = load_policy(open_store(str(tmp_path / "ck" / "sft")))
+    assert recorded["towers"]["trainable_parameters"] == net.towers.trainable_parameters() > 0
+    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank)
+    actions = torch.tensor([[0, 1]] * len(groups))
+    with torch.no_grad():
+        assert torch.equal(net.eval().log_prob(batch.query, batch.pool, batch.mask, actions),
+                           loaded.log_prob(batch.query, batch.pool, batch.mask, actions))  # fmt: skip
+
+    other = build_clip(tmp_path / "other-clip", seed=1)  # same architecture, other weights
+    with pytest.raises(IntegrityError, match=r"adapters were trained on base weights [0-9a-f]{12}"):
+        load_policy(open_store(str(tmp_path / "ck" / "sft")), clip_model=str(other))
+    import json
+
+    from safetensors.torch import save
+
+    raw = dict(saved)
+    raw.pop(next(k for k in raw if k.startswith("adapter.")))
+    info = store.put_bytes("sft/model.safetensors", save(raw))
+    store.put_bytes("sft/config.json", json.dumps({**json.loads(config), "model_sha256": info.sha256}).encode())
+    with pytest.raises(IntegrityError, match=r"\(adapters\): missing keys"):
+        load_policy(open_store(str(tmp_path / "ck" / "sft")))
+
+
+def test_grpo_penalty_is_zero_at_its_first_step_and_kl_grows_as_adapters_move(tiny) -> None:
+    clip, bank, groups = tiny
+    net = _policy(clip)
+    start = copy.deepcopy(net)
+    assert policy_kl(net.eval(), start, groups, bank, bank, samples=8) == pytest.approx(0.0, abs=1e-6)
+    curve: list[tuple[int, dict[str, float]]] = []
+    options = {**OPTIONS, "lr": 1e-1, "sink": lambda s, m: curve.append((s, m))}
+    train_grpo(net.train(), groups, bank, bank, epochs=3, beta=0.1, clip_eps=0.2, **options)
+    first = next(m for _, m in curve if "grpo/k3_on_candidates" in m)
+    assert first["grpo/k3_on_candidates"] == pytest.approx(0.0, abs=1e-7)  # the reference is where GRPO started
+    kls = [m["grpo/kl_sampled"] for _, m in curve if "grpo/kl_sampled" in m]
+    assert kls[-1] > 1e-4 and kls[-1] > kls[0] - 1e-9
+    assert not torch.equal(start.towers.adapter_state()[next(iter(start.towers.adapter_state()))],
+                           net.towers.adapter_state()[next(iter(start.towers.adapter_state()))])  # fmt: skip
+
+
+TINY_CLIP_LORA = """\
+data: {synth_train: 150, synth_val: 30}
+pool: {size: 8}
+policy: {encoder: clip-lora, lora_rank: 4, lora_alpha: 8}
+rl: {target_new_queries: 6, prior_acceptance_rate: 0.25, shard_size: 12, candidates_per_query: 6,
+     min_pos_ratio: 0.1, max_pos_ratio: 0.9, rce_epochs: 1, grpo_epochs: 2, batch_queries: 4, seeds: 1}
+sft: {anchors: 12, candidates: 3, beam_width: 2, epochs: 2}
+eval: {num_questions: 10, shots: [1, 2], bootstrap_samples: 100}
+"""
+
+
+@pytest.mark.slow
+def test_a_clip_lora_run_trains_adapters_through_every_stage_and_reports_them(tmp_path: Path) -> None:
+    """`leverplus run balanced-v3` with policy.encoder clip-lora in the synthetic world: SFT, RCE, GRPO and eval on a
+    tiny CLIP, checkpoints of adapters and head, and a report that says what the policy saw."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clip = build_clip(tmp_path / "tiny-clip")
+    (tmp_path / "lora.yaml").write_text(TINY_CLIP_LORA)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "leverplus", "run", "balanced-v3", "--profile", "embedded", "--config", "lora.yaml",
+         "--set", f"features.model={clip}", "--workers", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store = tmp_path / "leverplus-store"
+    configs = {s: json.loads((store / f"runs/run-0001/checkpoints/{s}/config.json").read_text())
+               for s in ("sft", "rce", "grpo")}  # fmt: skip
+    weights = {s: load((store / f"runs/run-0001/checkpoints/{s}/model.safetensors").read_bytes()) for s in configs}
+    for stage, config in configs.items():
+        assert config["towers"]["encoder"] == "clip-lora" and config["towers"]["lora"]["rank"] == 4
+        assert not [k for k in weights[stage] if k.startswith("towers.")]  # never the base weights
+    adapter = next(k for k in weights["sft"] if k.startswith("adapter.") and "lora_B" in k)
+    assert weights["sft"][adapter].abs().sum() > 0  # SFT moved the adapters away from zero
+    assert not torch.equal(weights["sft"][adapter], weights["grpo"][adapter])  # and RCE/GRPO moved them on
+    metrics = json.loads((store / "runs/run-0001/report/metrics.json").read_text())
+    encoder = metrics["training"]["policy_encoder"]
+    assert encoder["encoder"] == "clip-lora" and encoder["lora_rank"] == 4
+    assert encoder["trainable_parameters"] == configs["grpo"]["towers"]["trainable_parameters"] > 0
+    assert metrics["eval"]["policy"]["1"]["n"] == 10
+    report = (store / "runs/run-0001/report/report.md").read_text()
+    assert "Policy encoder: `clip-lora`" in report and "LoRA rank 4" in report
+
+
+def test_grpo_on_clip_lora_resumes_from_its_last_epoch_identically(tiny, tmp_path: Path) -> None:
+    """A resume state holds the head and the adapters (not the base) and continues byte-identically."""
+    from leverplus.policy.resume import load_state, save_state
+
+    clip, bank, groups = tiny
+    store = open_store(str(tmp_path / "states"))
+    start = _policy(clip)
+    options = {**OPTIONS, "sink": lambda *_: None, "beta": 0.1, "clip_eps": 0.2}
+    whole = train_grpo(copy.deepcopy(start), groups, bank, bank, epochs=3, **options)
+
+    def keep(state, net) -> None:
+        if state.epoch == 2:
+            save_state(store, "resume.safetensors", state, {"guard": 1})
+            raise KeyboardInterrupt  # killed after epoch 2
+
+    with pytest.raises(KeyboardInterrupt):
+        train_grpo(copy.deepcopy(start), groups, bank, bank, epochs=3, on_epoch_end=keep, **options)
+    saved = load(store.get_bytes("resume.safetensors"))
+    assert any("lora_" in k for k in saved) and not [
+        k for k in saved if k.startswith("model.towers.") and "lora_" not in k
+    ]
+    resumed = train_grpo(copy.deepcopy(start), groups, bank, bank, epochs=3,
+                         resume=load_state(store, "resume.safetensors", {"guard": 1}), **options)  # fmt: skip
+    for (name, a), b in zip(whole.trained_state().items(), resumed.trained_state().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_the_image_cache_is_bounded_and_serves_the_same_pixels(tiny) -> None:
+    _, bank, groups = tiny
+    small = InputBank(bank.split, bank.processor, max_images=3)
+    ids = [q for g in groups[:6] for q in [g.question_id, *g.pool]]
+    assert len({bank.split[q].image_id for q in ids}) > 3  # more images than the cache holds
+    first = small.inputs(ids)
+    assert len(small._pixels) == 3
+    assert torch.equal(first.pixel_values, bank.inputs(ids).pixel_values)  # evicted images come back identical
+    assert torch.equal(small.inputs(ids).pixel_values, first.pixel_values)
+
+
+def test_a_policy_of_the_other_encoder_is_refused_as_an_init(tmp_path: Path) -> None:
+    from leverplus.config import load_settings
+    from leverplus.errors import DataError
+    from leverplus.stages.context import StageContext
+    from leverplus.stages.train import _load_init
+
+    store = open_store(str(tmp_path))
+    save_policy(PointerSelector(PolicyConfig(feature_dim=8, hidden=16, heads=2)), store, "ck", {"encoder": "simple"})
+    ctx = StageContext(load_settings(overrides={"store.uri": str(tmp_path), "policy.encoder": "clip-lora"}), "rce")
+    with pytest.raises(DataError, match=r"checkpoint ck is a frozen policy; the settings say policy.encoder=clip-lora"):
+        _load_init(ctx, "ck")
