@@ -238,3 +238,34 @@ def test_a_policy_of_the_other_encoder_is_refused_as_an_init(tmp_path: Path) -> 
     ctx = StageContext(load_settings(overrides={"store.uri": str(tmp_path), "policy.encoder": "clip-lora"}), "rce")
     with pytest.raises(DataError, match=r"checkpoint ck is a frozen policy; the settings say policy.encoder=clip-lora"):
         _load_init(ctx, "ck")
+
+
+def test_grpo_reference_shares_the_base_and_stays_where_grpo_started(tiny) -> None:
+    """The reference is the policy GRPO started from (adapters included, not the bare base), held as a frozen
+    second adapter on the same towers: no second CLIP, and training the policy never moves it."""
+    from leverplus.policy.network import frozen_copy
+
+    clip, bank, groups = tiny
+    net = _policy(clip)
+    train_rce(net, groups, bank, bank, epochs=1, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank)
+    actions = torch.tensor([[0, 1]] * len(groups))
+
+    def logp(policy: PointerSelector) -> torch.Tensor:
+        with torch.no_grad():
+            return policy.log_prob(batch.query, batch.pool, batch.mask, actions)
+
+    start = logp(net.eval())
+    with torch.no_grad(), net.towers.base_only():
+        base = net.log_prob(batch.query, batch.pool, batch.mask, actions)
+    assert not torch.allclose(start, base)  # the start is not the bare base: adapters-off would be the wrong reference
+    reference = frozen_copy(net)
+    head = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("towers."))
+    assert sum(p.numel() for p in reference.parameters()) == head  # the towers are shared, not copied
+    assert torch.equal(logp(reference), start)
+    trainable = [n for n, p in net.towers.named_parameters() if p.requires_grad]
+    assert trainable and all(".policy." in n for n in trainable)  # the reference adapter never trains
+    train_rce(net.train(), groups, bank, bank, epochs=2, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    assert not torch.allclose(logp(net.eval()), start)
+    assert torch.equal(logp(reference), start)  # still where GRPO started
+    assert not [k for k in net.trained_state() if ".reference." in k]  # resume states hold the policy's adapters

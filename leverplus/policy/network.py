@@ -7,6 +7,7 @@ emit any number of shots up to the pool size. Sequence log-probability = sum of 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -14,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leverplus.policy.towers import ClipTowers, TowerInputs
+from leverplus.policy.towers import ADAPTER, ClipTowers, TowerInputs
 
 Features = torch.Tensor | TowerInputs
 
-__all__ = ["PointerSelector", "PolicyConfig"]
+__all__ = ["PointerSelector", "PolicyConfig", "frozen_copy"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ class PointerSelector(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        """What training changes: everything but the towers' frozen base weights (what a resume state holds)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("towers.") or "lora_" in k}
+        """What training changes: the head and the policy's adapters, not the towers' frozen base weights nor a
+        reference adapter (what a resume state holds)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("towers.") or _policy_adapter(k)}
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         from leverplus.policy.strict import check_state
@@ -125,3 +127,32 @@ class PointerSelector(nn.Module):
             available[rows, picked] = False
             state = self._advance(state, items, picked)
         return torch.stack(picks, dim=1) if picks else torch.zeros(pool_mask.shape[0], 0, dtype=torch.long)
+
+
+def _policy_adapter(key: str) -> bool:
+    return "lora_" in key and f".{ADAPTER}." in key
+
+
+class _Reference(PointerSelector):
+    """A frozen copy of a clip-lora policy's head that encodes through the policy's own towers with their reference
+    adapter: the towers are not a submodule here, so freezing this copy never freezes the policy's adapters."""
+
+    def __init__(self, net: PointerSelector) -> None:
+        super().__init__(net.policy_config)
+        self.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("towers.")})
+        object.__setattr__(self, "shared_towers", net.towers)
+
+    def features(self, x: torch.Tensor | TowerInputs) -> torch.Tensor:
+        if not isinstance(x, TowerInputs):
+            raise TypeError(f"a clip-lora reference was given {type(x).__name__}")
+        with self.shared_towers.reference():
+            return self.shared_towers(x)
+
+
+def frozen_copy(net: PointerSelector) -> PointerSelector:
+    """The policy as it is now, frozen: GRPO's reference. A frozen policy is deep-copied (~10^5 parameters); a
+    clip-lora one gets a copy of its head and a frozen second adapter on its towers (the base is shared)."""
+    if net.towers is None:
+        return copy.deepcopy(net).eval().requires_grad_(False)
+    net.towers.freeze_reference()
+    return _Reference(net).eval().requires_grad_(False)

@@ -9,7 +9,6 @@ back as `resume`, the loop continues after that epoch and ends byte-identical to
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from leverplus.policy.batch import Source, make_batch, sequences_to_actions
 from leverplus.policy.groups import Group
 from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
-from leverplus.policy.network import PointerSelector
+from leverplus.policy.network import PointerSelector, frozen_copy
 from leverplus.policy.resume import TrainState
 
 __all__ = ["Group", "SFTExample", "policy_kl", "train_grpo", "train_rce", "train_sft"]
@@ -212,15 +211,17 @@ def train_grpo(
     """Offline GRPO on stored groups.
 
     pi_old is the policy at the start of each epoch (its log-probs are snapshotted then), so the ratio and the clip
-    act within an epoch; the reference is a frozen copy of the policy GRPO started from. The selector is small
-    (~10^5 parameters), so a copy is exact and cheap where LoRA-with-adapters-disabled would be the large-model trick.
+    act within an epoch; the reference is the policy GRPO started from, frozen (`frozen_copy`): an exact copy of a
+    frozen-encoder selector (~10^5 parameters), or for clip-lora a copy of the head reading the same towers through
+    a frozen second adapter holding the starting adapters. Not adapters-off: that would be the base CLIP, not where
+    GRPO started.
 
     `net` is always the starting policy (the reference is built from it); with `resume`, training continues as in
     every loop here.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    reference = copy.deepcopy(net).eval().requires_grad_(False)
+    reference = frozen_copy(net)
     ref_logp = _all_logp(reference, groups, queries, icds)  # (N, G), once: the reference never changes
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
     step, first = _restore(net, optimizer, rng, resume)
