@@ -67,8 +67,13 @@ class Catalog:
         self.store = store
 
     def _stats(self, key: str, model: type[_Stats]) -> Any:
+        return self._read(key, model)[0]
+
+    def _read(self, key: str, model: type[_Stats]) -> tuple[Any, dict[str, str]]:
+        """(its stats, its outputs: name -> sha256) from one read of a manifest."""
         try:
-            return model.model_validate(json.loads(self.store.get_bytes(key))["stats"])
+            manifest = json.loads(self.store.get_bytes(key))
+            return model.model_validate(manifest["stats"]), manifest.get("outputs", {})
         except (ValidationError, KeyError, ValueError) as exc:
             raise IntegrityError(f"{self.store.uri_for(key)}: stats unreadable ({_first(exc)})") from exc
 
@@ -80,6 +85,10 @@ class Catalog:
     def version(self, version: int | str) -> VersionStats:
         name = version if isinstance(version, str) else f"v{version}"
         return self._stats(f"{BALANCED}/{name}.manifest.json", VersionStats)
+
+    def version_outputs(self, version: int) -> tuple[VersionStats, dict[str, str]]:
+        """A version's stats and the sha256 of every object it lists, from one read of its manifest."""
+        return self._read(f"{BALANCED}/v{version}.manifest.json", VersionStats)
 
     def versions(self) -> dict[str, VersionStats]:
         return {f"v{n}": self.version(n) for n in self.version_numbers()}

@@ -50,6 +50,10 @@ class PointerSelector(nn.Module):
         self.to_query = nn.Linear(h, h)
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
 
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The pointer network's own weights, without the towers (saved apart: adapters only, never the base)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("towers.")}
+
     def trained_state(self) -> dict[str, torch.Tensor]:
         """What training changes: the head and the policy's adapters, not the towers' frozen base weights nor a
         reference adapter (what a resume state holds)."""
@@ -139,7 +143,7 @@ class _Reference(PointerSelector):
 
     def __init__(self, net: PointerSelector) -> None:
         super().__init__(net.policy_config)
-        self.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("towers.")})
+        self.load_state_dict(net.head_state())
         object.__setattr__(self, "shared_towers", net.towers)
 
     def features(self, x: torch.Tensor | TowerInputs) -> torch.Tensor:

@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +81,7 @@ def segments(store: Store, version: int) -> list[Segment]:
     key = f"{BALANCED}/v{version}.manifest.json"
     if not store.exists(key):
         raise IntegrityError(f"{store.uri_for(f'{BALANCED}/v{version}.jsonl')} has no manifest ({key} is missing)")
-    try:
-        outputs = json.loads(store.get_bytes(key))["outputs"]
-    except (ValueError, KeyError) as exc:
-        raise IntegrityError(f"{store.uri_for(key)}: not a readable manifest") from exc
-    stats = Catalog(store).version(version)
+    stats, outputs = Catalog(store).version_outputs(version)
     names = stats.segments if stats.segments is not None else [f"v{version}.jsonl"]
     found = []
     for name in names:
@@ -128,15 +124,13 @@ def parse_groups(raw: bytes, uri: str) -> list[CandidateGroup]:
     return list(iter_groups(raw, uri))
 
 
-def stream_balanced(store: Store, version: int | None = None) -> tuple[int, Iterator[CandidateGroup]]:
+def stream_balanced(store: Store, version: int | None = None) -> tuple[int, Generator[CandidateGroup]]:
     """A version of the balanced set (default: latest) as a stream of verified groups, segment after segment (a
     segment is sorted by question_id; the version as a whole is not: sort what you keep)."""
     version = latest_version(store) if version is None else version
-    if version == 0:
-        return 0, iter(())
 
-    def groups() -> Iterator[CandidateGroup]:
-        for segment in segments(store, version):
+    def groups() -> Generator[CandidateGroup]:
+        for segment in segments(store, version) if version else []:
             uri = store.uri_for(segment.key)
             for line_no, line in enumerate(stream_lines(store, segment), start=1):
                 yield parse_line(line, uri, line_no)
@@ -161,10 +155,10 @@ def segment_ids(store: Store, segment: Segment) -> list[int]:
     return json.loads(raw)
 
 
-def present_ids(store: Store, version: int) -> set[int]:
-    """Every question id in a version, from its segments' id files: a merge never reads the groups themselves."""
+def present_ids(store: Store, listed: list[Segment]) -> set[int]:
+    """Every question id in a version's segments, from their id files: a merge never reads the groups themselves."""
     present: set[int] = set()
-    for segment in segments(store, version) if version else []:
+    for segment in listed:
         present.update(segment_ids(store, segment))
     return present
 
@@ -242,7 +236,8 @@ def write_version(ctx: StageContext, round_id: str, accepted: Iterable[Accepted]
     -> (version, added); (latest, 0) when the round adds nothing. The caller holds the lease."""
     store = ctx.store
     previous = latest_version(store)
-    present = present_ids(store, previous)
+    listed = segments(store, previous) if previous else []
+    present = present_ids(store, listed)
     key = segment_key(round_id)
     added, tally, positives, candidates, last = [], SetTally(), [], [], None
     with tempfile.NamedTemporaryFile(prefix="leverplus-segment-") as spool:
@@ -264,7 +259,7 @@ def write_version(ctx: StageContext, round_id: str, accepted: Iterable[Accepted]
         outputs = {_relative(key): store.put_file(key, Path(spool.name)).sha256}
     outputs[_relative(ids_key(key))] = ctx.put_json(ids_key(key), added)
     names = []
-    for segment in segments(store, previous) if previous else []:
+    for segment in listed:
         names.append(_relative(segment.key))
         outputs[names[-1]] = segment.sha256
         ids = segment.ids_sha256 or ctx.put_json(ids_key(segment.key), sorted(segment_ids(store, segment)))

@@ -96,16 +96,16 @@ class _Reader:
         raise IntegrityError(f"{uri}: line {line_no} could not be read as a candidate group")
 
 
-def _scan_round(ctx: StageContext, round_id: str) -> tuple[_Spool, SetTally, dict[str, str]]:
+def _scan_round(ctx: StageContext, round_id: str, spool: _Spool) -> tuple[SetTally, dict[str, str]]:
     """Read the round's shards one at a time, spooling the balanced groups' lines: memory holds one shard and a few
-    numbers per accepted group. -> (accepted, tally of everything scored, sha256 of each shard)"""
+    numbers per accepted group. -> (tally of everything scored, sha256 of each shard)"""
     by_shard = Catalog(ctx.store).planned_by_shard(round_id)  # not the plan: its pools are most of its bytes
     shard_ids = range(len(by_shard)) if by_shard is not None else ctx.read_plan(plan_key(round_id)).shard_ids()
     prefix = round_prefix(round_id)
     missing = [i for i in shard_ids if not ctx.store.exists(shard_key(prefix, i))]
     if missing:
         raise DataError(f"round {round_id}: shards {missing[:10]} have no output yet; run `leverplus score` first")
-    rl, scored, spool, shas, reader = ctx.settings.rl, SetTally(), _Spool(), {}, _Reader(ctx, round_id)
+    rl, scored, shas, reader = ctx.settings.rl, SetTally(), {}, _Reader(ctx, round_id)
     seen: set[int] = set()
     twice: list[int] = []
     for i in shard_ids:
@@ -124,9 +124,8 @@ def _scan_round(ctx: StageContext, round_id: str) -> tuple[_Spool, SetTally, dic
                 spool.add(question_id, line, pos, n)
         scored.add(positives, candidates)
     if twice:
-        spool.file.close()
         raise DataError(f"round {round_id}: question_ids {sorted(set(twice))[:5]} were scored twice; nothing published")
-    return spool, scored, shas
+    return scored, shas
 
 
 def _published_by(ctx: StageContext, round_id: str) -> tuple[int, int] | None:
@@ -146,7 +145,9 @@ def _publish(ctx: StageContext, round_id: str, spool: _Spool) -> tuple[int, int]
         ctx.log.info("this round already published its version", round_id=round_id, version=f"v{done[0]}")
         return done
     version, current = stream_balanced(ctx.store)
-    if (first := next(current, None)) is not None:  # every merge checked the set is homogeneous: one group tells
+    first = next(current, None)
+    current.close()  # one group is all it needs: release the open segment
+    if first is not None:  # every merge checked the set is homogeneous: one group tells
         check_groups([first], ctx.settings, f"merge round {round_id} into balanced set v{version}")
     return write_version(ctx, round_id, spool.accepted())
 
@@ -156,9 +157,10 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
     if (done := Catalog(ctx.store).round(round_id)) is not None:  # filtered: a retried or continued run reports it
         ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
         return done.model_dump()
-    spool, scored, shard_shas = _scan_round(ctx, round_id)
-    with spool, lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
-        version, added = _publish(ctx, round_id, spool)
+    with _Spool() as spool:
+        scored, shard_shas = _scan_round(ctx, round_id, spool)
+        with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
+            version, added = _publish(ctx, round_id, spool)
         accepted = spool.tally().stats()
     stats = {
         "scored_queries": scored.queries,
