@@ -80,7 +80,7 @@ def segments(store: Store, version: int) -> list[Segment]:
     """The segments of a version, in order, with the checksums its manifest records."""
     key = f"{BALANCED}/v{version}.manifest.json"
     if not store.exists(key):
-        raise IntegrityError(f"{store.uri_for(f'{BALANCED}/v{version}.jsonl')} has no manifest ({key} is missing)")
+        raise IntegrityError(f"balanced version v{version} does not exist in {store.uri} ({key} is missing)")
     stats, outputs = Catalog(store).version_outputs(version)
     names = stats.segments if stats.segments is not None else [f"v{version}.jsonl"]
     found = []
