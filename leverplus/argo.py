@@ -33,6 +33,7 @@ __all__ = [
     "generated_files",
     "gpu_pod_patch",
     "render_all",
+    "training_pod_patch",
 ]
 
 
@@ -59,6 +60,7 @@ PLACEHOLDERS = {
     "round_id": "{{workflow.name}}",
     "sft_checkpoint": "{{workflow.parameters.sft-checkpoint}}",
     "item": "{{inputs.parameters.shard}}",
+    "gpu_pod_patch": "{{workflow.parameters.gpu-pod-patch}}",
 }
 
 
@@ -107,15 +109,19 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
     from hera.workflows import Container, Parameter, RetryStrategy
     from hera.workflows import models as m
 
-    shard_step = step.fan_out is not None
+    inputs = [Parameter(name="shard")] if step.fan_out is not None else []
+    inputs += [Parameter(name="pod-patch")] if step.policy_gpu else []
+    patch = "{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None
+    patch = "{{inputs.parameters.pod-patch}}" if step.policy_gpu else patch
+    models = step.gpu or step.policy_gpu  # a clip-lora policy loads CLIP (features.model) from the model cache
     return Container(
         name=step.name,
         image="{{workflow.parameters.image}}",
         command=["leverplus"],
         args=step.render(PLACEHOLDERS, item=PLACEHOLDERS["item"]),
-        inputs=[Parameter(name="shard")] if shard_step else None,
-        pod_spec_patch="{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None,
-        volume_mounts=[m.VolumeMount(name="model-cache", mount_path=opts.model_cache_path)] if step.gpu else None,
+        inputs=inputs or None,
+        pod_spec_patch=patch,
+        volume_mounts=[m.VolumeMount(name="model-cache", mount_path=opts.model_cache_path)] if models else None,
         # Retry the step, not the DAG (a DAG retry would re-run every item). No node anti-affinity: Argo turns it
         # into a *required* "not this node" rule, and on a one-node cluster the retry would never schedule.
         retry_strategy=RetryStrategy(
@@ -216,18 +222,51 @@ def build_workflow(pipeline: Pipeline, opts: ArgoOptions, template: bool = True)
         **naming,
         **_spec_options(opts),
     ) as workflow:
-        containers = {step.name: _container(step, opts) for step in pipeline.steps}
+        steps = _placement(pipeline) + pipeline.order()
+        containers = {step.name: _container(step, opts) for step in steps}
         with DAG(name="main"):
-            for step in pipeline.order():
+            for step in steps:
+                needs = step.needs() + ((PLACEMENT,) if step.policy_gpu else ())
+                arguments = {"shard": "{{item}}"} if step.fan_out else {}
+                arguments |= {"pod-patch": f"{{{{tasks.{PLACEMENT}.outputs.result}}}}"} if step.policy_gpu else {}
                 Task(
                     name=step.name,
                     template=containers[step.name],
-                    depends=" && ".join(step.needs()) or None,
+                    depends=" && ".join(needs) or None,
                     with_param=f"{{{{tasks.{step.fan_out}.outputs.result}}}}" if step.fan_out else None,
-                    arguments={"shard": "{{item}}"} if step.fan_out else None,
+                    arguments=arguments or None,
                     when=f"{{{{tasks.{step.when[0]}.outputs.result}}}} == {step.when[1]}" if step.when else None,
                 )
     return workflow
+
+
+PLACEMENT = "placement"
+
+
+def _placement(pipeline: Pipeline) -> list[Step]:
+    """The task that decides where the training steps run, from the same settings ConfigMap they read: it prints
+    their podSpecPatch (`leverplus workflows placement`), so choosing policy.encoder clip-lora in one place also
+    gives training a GPU. It runs under the first training step's condition (a night without retraining starts no
+    pod for it). None when the pipeline trains nothing."""
+    first = next((s for s in pipeline.order() if s.policy_gpu), None)
+    if first is None:
+        return []
+    args = ("workflows", "placement", "--gpu-pod-patch", "{gpu_pod_patch}")
+    return [Step(PLACEMENT, args, depends=(first.when[0],) if first.when else (), when=first.when)]
+
+
+def training_pod_patch(encoder: str, gpu_patch: str) -> str:
+    """The training steps' podSpecPatch: the GPU steps' one when the policy holds CLIP towers (clip-lora), '{}'
+    (the CPU steps' resources) for a frozen-encoder policy, whose ~10^5 parameters train on a CPU."""
+    from leverplus.errors import ConfigError
+
+    try:
+        patch = json.loads(gpu_patch)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"gpu-pod-patch is not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(patch, dict):
+        raise ConfigError(f"gpu-pod-patch must be a JSON object (a pod spec patch), got {type(patch).__name__}")
+    return gpu_patch if encoder == "clip-lora" else "{}"
 
 
 def build_cron(opts: ArgoOptions, schedule: str = "0 2 * * *", timezone: str = "UTC", gpu: bool = True) -> Any:

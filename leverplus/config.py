@@ -167,6 +167,12 @@ class PolicySettings(_Group):
     )
     lora_rank: int = Field(8, ge=1, description="Rank of the clip-lora adapters.")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA alpha of the clip-lora adapters (scale alpha / rank).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Arithmetic of the clip-lora towers (they run on run.device; a frozen-encoder policy is small "
+        "and always runs on cpu). bf16: autocast, with weights, adapters and their gradients kept fp32 (no loss "
+        "scaling needed, unlike fp16). auto: bf16 on cuda, fp32 on cpu.",
+    )
 
 
 class PoolSettings(_Group):
@@ -290,8 +296,8 @@ class RunSettings(_Group):
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-        description="torch device of the LVLM and the CLIP encoder: auto picks cuda when available, else cpu. "
-        "The LVLM runs in bf16 on cuda, fp32 on cpu.",
+        description="torch device of the LVLM, the CLIP encoder and a clip-lora policy: auto picks cuda when "
+        "available, else cpu. The LVLM runs in bf16 on cuda, fp32 on cpu.",
     )
 
 

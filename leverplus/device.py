@@ -1,10 +1,13 @@
-"""The one device knob (`run.device`) turned into a torch device name."""
+"""The one device knob (`run.device`) turned into a torch device name, and `policy.precision` into an autocast
+dtype."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from leverplus.errors import ConfigError
 
-__all__ = ["torch_device"]
+__all__ = ["autocast_dtype", "torch_device"]
 
 
 def torch_device(setting: str) -> str:
@@ -16,3 +19,13 @@ def torch_device(setting: str) -> str:
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"run.device is {setting} but no CUDA device is visible")
     return setting
+
+
+def autocast_dtype(precision: str, device: str) -> Any:
+    """The dtype the clip-lora towers autocast to on `device`, or None for plain fp32. auto: bf16 on cuda (its
+    range matches fp32, so no loss scaling), fp32 on cpu (where bf16 matrix products are rarely faster)."""
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None

@@ -22,6 +22,7 @@ class Step:
     emits_items: bool = False
     when: tuple[str, str] | None = None  # (step, printed value) that must hold for this step to run
     gpu: bool = False  # needs an accelerator on a cluster (the LVLM or a big encoder)
+    policy_gpu: bool = False  # needs one when the policy holds CLIP towers (policy.encoder clip-lora): training
 
     def needs(self) -> tuple[str, ...]:
         """Every step this one waits for: its dependencies, its fan-out source and its condition's step."""
@@ -67,8 +68,8 @@ EVAL_ARGS = ("eval", *RUN_ARGS, "--shard", "{item}", "--policy", GRPO_CKPT, "--r
 def _train_and_evaluate(after: str, when: tuple[str, str] | None = None) -> tuple[Step, ...]:
     """RCE -> GRPO -> evaluation fan-out -> report: shared by balanced-v3 and data-growth."""
     return (
-        Step("rce", ("rce", *RUN_ARGS, "--init", "{sft_checkpoint}"), depends=(after,), when=when),
-        Step("grpo", ("grpo", *RUN_ARGS, "--init", RCE_CKPT), depends=("rce",), when=when),
+        Step("rce", ("rce", *RUN_ARGS, "--init", "{sft_checkpoint}"), depends=(after,), when=when, policy_gpu=True),
+        Step("grpo", ("grpo", *RUN_ARGS, "--init", RCE_CKPT), depends=("rce",), when=when, policy_gpu=True),
         Step("eval-plan", ("plan", "--kind", "eval", *RUN_ARGS), depends=("grpo",), emits_items=True, when=when),
         Step(
             "eval",
@@ -104,7 +105,7 @@ SFT = Pipeline(
         Step("features", ("features",), gpu=True),
         Step("sft-plan", ("plan", "--kind", "sft", *RUN_ARGS), depends=("features",), emits_items=True),
         Step("sft-data", ("sft-data", *RUN_ARGS, "--shard", "{item}"), fan_out="sft-plan", gpu=True),
-        Step("sft", ("sft", *RUN_ARGS), depends=("sft-data",)),
+        Step("sft", ("sft", *RUN_ARGS), depends=("sft-data",), policy_gpu=True),
     ),
 )
 

@@ -201,8 +201,7 @@ class Run:
             raise ArgoError(f"{where}: inputs {sorted(inputs)} given, {sorted(wanted)} wanted")
         container = _merge_container(self.spec.get("templateDefaults", {}).get("container", {}), template["container"])
         _check("container", container, where)
-        if "podSpecPatch" in template:
-            json.loads(_substitute(template["podSpecPatch"], scope, where))  # the kubelet would reject bad JSON
+        patch = json.loads(_substitute(template.get("podSpecPatch", "{}"), scope, where))  # bad JSON: rejected
         if not container.get("command"):
             raise ArgoError(f"{where}: no command: the executor would look the image's ENTRYPOINT up in a registry")
         argv = [_substitute(a, scope, where) for a in [*container["command"], *container.get("args", [])]]
@@ -214,7 +213,9 @@ class Run:
         attempts = int(template.get("retryStrategy", {}).get("limit", 0)) + 1
         for _ in range(attempts):
             proc = subprocess.run([str(executable), *argv[1:]], env=env, capture_output=True, text=True, timeout=600)
-            self.cluster.log.append({"node": where, "argv": argv, "env": env, "rc": proc.returncode})
+            self.cluster.log.append(
+                {"node": where, "argv": argv, "env": env, "rc": proc.returncode, "pod_spec_patch": patch}
+            )
             if proc.returncode == 0:
                 return proc.stdout.strip()
         raise ArgoError(f"{where} failed after {attempts} attempt(s): {proc.stderr.strip()[-800:]}")

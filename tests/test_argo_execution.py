@@ -132,20 +132,51 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
     assert report.get("KeyCount") == 1  # the balanced-v3 workflow reached its report
 
 
+@pytest.mark.parametrize("encoder", ["frozen", "clip-lora"])
+def test_training_pods_get_a_gpu_exactly_when_the_policy_trains_clip_towers(encoder: str, tmp_path: Path) -> None:
+    """The placement task reads policy.encoder from the settings ConfigMap, as the training pods do, and prints
+    their podSpecPatch: the GPU steps' patch for clip-lora, '{}' (CPU-step resources) for frozen. The DAG is cut to
+    placement -> rce, with rce's command swapped for a cheap real one (`config show`), to see the pod it gets."""
+    from leverplus.argo import GPU_POD_PATCH
+
+    doc = _doc("templates/balanced-v3.yaml")
+    main = next(t for t in doc["spec"]["templates"] if t["name"] == "main")
+    main["dag"]["tasks"] = [
+        {**t, "depends": "placement"} if t["name"] == "rce" else t
+        for t in main["dag"]["tasks"]
+        if t["name"] in ("placement", "rce")
+    ]
+    rce = next(t for t in doc["spec"]["templates"] if t["name"] == "rce")
+    rce["container"]["args"] = ["config", "show"]
+    cluster = Cluster(
+        config_maps={"leverplus-settings": {"LEVERPLUS_POLICY__ENCODER": encoder}},
+        secrets={"leverplus-s3": {"access-key-id": "a", "secret-access-key": "b"}},
+        claims={"leverplus-models"},
+        base_env=base_env(tmp_path),
+    )
+    submit(doc, cluster, "wf", {"sft-checkpoint": "ck", "gpu-pod-patch": GPU_POD_PATCH})
+    pods = {entry["node"].split("/")[1]: entry for entry in cluster.log}
+    assert pods["placement"]["pod_spec_patch"] == {}  # the placement pod itself is a CPU pod
+    expected = json.loads(GPU_POD_PATCH) if encoder == "clip-lora" else {}
+    assert pods["rce"]["pod_spec_patch"] == expected
+    if encoder == "clip-lora":
+        assert pods["rce"]["pod_spec_patch"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
 def test_the_interpreter_refuses_what_a_controller_would_trip_on(tmp_path: Path) -> None:
     """Each audit item that a real controller would hit makes the interpreter fail too."""
     doc = _doc("templates/sft.yaml")
     cluster = Cluster(base_env=base_env(tmp_path))
     features = next(t for t in doc["spec"]["templates"] if t["name"] == "features")
-    # The model cache PVC must exist, or GPU pods stay Pending.
-    with pytest.raises(ArgoError, match="persistentvolumeclaim 'leverplus-models' not found"):
-        submit(doc, cluster, "x", NO_GPU)
-    cluster.claims.add("leverplus-models")
     # A settings ConfigMap that is missing stops the pod (it is not optional).
     with pytest.raises(ArgoError, match="configmap leverplus-settings not found"):
         submit(doc, cluster, "x", NO_GPU)
     cluster.config_maps["leverplus-settings"] = {}
     cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    # The model cache PVC must exist, or GPU pods stay Pending.
+    with pytest.raises(ArgoError, match="persistentvolumeclaim 'leverplus-models' not found"):
+        submit(doc, cluster, "x", NO_GPU)
+    cluster.claims.add("leverplus-models")
     # A container without a command: the executor would ask a registry for the ENTRYPOINT.
     no_command = json.loads(json.dumps(doc))
     next(t for t in no_command["spec"]["templates"] if t["name"] == "features")["container"].pop("command")

@@ -144,7 +144,8 @@ def test_grpo_penalty_is_zero_at_its_first_step_and_kl_grows_as_adapters_move(ti
 TINY_CLIP_LORA = """\
 data: {synth_train: 150, synth_val: 30}
 pool: {size: 8}
-policy: {encoder: clip-lora, lora_rank: 4, lora_alpha: 8}
+policy: {encoder: clip-lora, lora_rank: 4, lora_alpha: 8, precision: bf16}
+run: {device: cpu}
 rl: {target_new_queries: 6, prior_acceptance_rate: 0.25, shard_size: 12, candidates_per_query: 6,
      min_pos_ratio: 0.1, max_pos_ratio: 0.9, rce_epochs: 1, grpo_epochs: 2, batch_queries: 4, seeds: 1}
 sft: {anchors: 12, candidates: 3, beam_width: 2, epochs: 2}
@@ -187,6 +188,8 @@ def test_a_clip_lora_run_trains_adapters_through_every_stage_and_reports_them(tm
     assert metrics["eval"]["policy"]["1"]["n"] == 10
     report = (store / "runs/run-0001/report/report.md").read_text()
     assert "Policy encoder: `clip-lora`" in report and "LoRA rank 4" in report
+    assert encoder["trained_on"] == {"device": "cpu", "precision": "bf16"}  # the stages autocast as asked
+    assert "trained on cpu in bf16" in report
 
 
 def test_grpo_on_clip_lora_resumes_from_its_last_epoch_identically(tiny, tmp_path: Path) -> None:
@@ -269,3 +272,113 @@ def test_grpo_reference_shares_the_base_and_stays_where_grpo_started(tiny) -> No
     assert not torch.allclose(logp(net.eval()), start)
     assert torch.equal(logp(reference), start)  # still where GRPO started
     assert not [k for k in net.trained_state() if ".reference." in k]  # resume states hold the policy's adapters
+
+
+def test_bf16_autocast_runs_the_towers_in_bf16_and_keeps_weights_and_gradients_fp32(tiny) -> None:
+    """policy.precision bf16 (auto's choice on cuda), run here on cpu, where torch autocasts the same way: the
+    towers' features differ from fp32 by rounding only, training moves every adapter, and the base does not move."""
+    clip, bank, groups = tiny
+    net = _policy(clip).eval()
+    inputs = bank.inputs([g.question_id for g in groups])
+    with torch.no_grad():
+        fp32 = net.towers(inputs)
+        net.towers.autocast = torch.bfloat16
+        bf16 = net.towers(inputs)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # autocast was on; the output is fp32
+    assert (bf16 - fp32).abs().max() < 2e-2 and torch.allclose(bf16.norm(dim=-1), torch.ones(len(groups)), atol=1e-5)
+    before_base, before_adapters = _base(net), net.towers.adapter_state()
+    losses: list[float] = []
+    sink = lambda _, m: losses.append(m.get("rce/loss", 0.0))  # noqa: E731
+    train_rce(net.train(), groups, bank, bank, epochs=2, tau_start=1.0, tau_end=1.0, sink=sink, **OPTIONS)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    after = net.towers.adapter_state()
+    assert all(not torch.equal(before_adapters[k], after[k]) for k in after)
+    assert all(torch.equal(v, _base(net)[k]) for k, v in before_base.items())
+    train_grpo(net, groups, bank, bank, epochs=1, beta=0.1, clip_eps=0.2, sink=lambda *_: None, **OPTIONS)
+
+
+def test_a_stage_places_a_clip_lora_policy_by_run_device_and_policy_precision(tiny, tmp_path: Path) -> None:
+    from leverplus.config import load_settings
+    from leverplus.device import autocast_dtype
+    from leverplus.errors import ConfigError
+    from leverplus.stages.context import StageContext
+
+    clip, _, _ = tiny
+    save_policy(_policy(clip), open_store(str(tmp_path)), "ck", {"stage": "sft"})
+
+    def placed(**overrides: str) -> PointerSelector:
+        base = {"store.uri": str(tmp_path), "policy.encoder": "clip-lora", "features.model": str(clip)}
+        return StageContext(load_settings(overrides=base | overrides), "rce").load_policy("ck")[0]
+
+    assert placed(**{"run.device": "cpu"}).towers.autocast is None  # auto on cpu: fp32
+    net = placed(**{"run.device": "cpu", "policy.precision": "bf16"})
+    assert net.towers.autocast is torch.bfloat16 and net.device == torch.device("cpu")
+    assert autocast_dtype("auto", "cuda:0") is torch.bfloat16 and autocast_dtype("fp32", "cuda") is None
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"run\.device is cuda but no CUDA device is visible"):
+            placed(**{"run.device": "cuda"})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_clip_lora_trains_on_cuda_in_bf16_and_its_checkpoint_loads_on_cpu(tiny, tmp_path: Path) -> None:
+    """SFT-free RCE -> GRPO on the GPU with autocast bf16, as a stage runs them there; the checkpoint (cpu tensors)
+    loads on a cpu machine and scores like the GPU policy up to bf16 rounding."""
+    clip, bank, groups = tiny
+    net = _policy(clip).to("cuda")
+    net.towers.autocast = torch.bfloat16
+    before = net.towers.adapter_state()
+    train_rce(net, groups, bank, bank, epochs=2, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    train_grpo(net, groups, bank, bank, epochs=2, beta=0.1, clip_eps=0.2, sink=lambda *_: None, **OPTIONS)
+    assert all(not torch.equal(before[k], v) for k, v in net.towers.adapter_state().items())
+    kl = policy_kl(net.eval(), copy.deepcopy(net), groups, bank, bank)
+    assert kl == pytest.approx(0.0, abs=1e-4)
+    store = open_store(str(tmp_path / "ck"))
+    save_policy(net, store, "grpo", {"stage": "grpo"})
+    loaded, _ = load_policy(open_store(str(tmp_path / "ck" / "grpo")))
+    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank)
+    actions = torch.tensor([[0, 1]] * len(groups))
+    with torch.no_grad():
+        gpu = net.log_prob(batch.to("cuda").query, batch.to("cuda").pool, batch.mask.cuda(), actions.cuda()).cpu()
+        cpu = loaded.log_prob(batch.query, batch.pool, batch.mask, actions)
+    assert torch.allclose(gpu, cpu, atol=0.1)
+
+
+def test_checkpoints_evaluated_together_read_one_base_each_through_its_own_adapters(tiny, tmp_path: Path) -> None:
+    """Eval loads policy, seeds, rce and sft: with `share`, the second and later clip-lora checkpoints become views of
+    the first one's towers (their adapters a frozen second adapter) and score exactly as if loaded alone."""
+    clip, bank, groups = tiny
+    store = open_store(str(tmp_path))
+    net = _policy(clip)
+    train_rce(net, groups, bank, bank, epochs=1, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    save_policy(net, store, "sft", {"stage": "sft"})
+    train_rce(net, groups, bank, bank, epochs=2, tau_start=1.0, tau_end=1.0, sink=lambda *_: None, **OPTIONS)
+    save_policy(net, store, "grpo", {"stage": "grpo"})
+    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank)
+    actions = torch.tensor([[0, 1]] * len(groups))
+
+    def logp(policy: PointerSelector) -> torch.Tensor:
+        with torch.no_grad():
+            return policy.log_prob(batch.query, batch.pool, batch.mask, actions)
+
+    def load_ck(name: str, **kwargs) -> PointerSelector:
+        return load_policy(open_store(str(tmp_path / name)), **kwargs)[0]
+
+    first = load_ck("grpo")
+    alone = {name: logp(load_ck(name)) for name in ("grpo", "sft")}
+    second = load_ck("sft", share=first.towers)
+    assert second.towers is first.towers  # one base CLIP in memory
+    assert sum(p.numel() for p in second.parameters()) == sum(
+        p.numel() for n, p in first.named_parameters() if not n.startswith("towers.")
+    )  # the view holds a head only
+    assert torch.equal(logp(second), alone["sft"]) and torch.equal(logp(first), alone["grpo"])
+    assert not torch.allclose(alone["sft"], alone["grpo"])  # two different policies, both intact
+
+    other = build_clip(tmp_path / "other-clip", seed=1)
+    save_policy(_policy(other), store, "other", {"stage": "sft"})
+    with pytest.raises(IntegrityError, match="adapters were trained on base weights"):
+        load_ck("other", share=first.towers)
+    torch.manual_seed(0)
+    towers = load_towers(str(clip), rank=2, alpha=8.0)
+    save_policy(PointerSelector(PolicyConfig(feature_dim=towers.dim, hidden=16, heads=2), towers), store, "r2", {})
+    assert load_ck("r2", share=first.towers).towers is not first.towers  # another adapter shape loads on its own

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hera.workflows import models as m
 
-from leverplus.argo import render_all
+from leverplus.argo import GPU_POD_PATCH, render_all
 from leverplus.cli import build_parser
 from leverplus.pipeline import PIPELINES
 
@@ -161,6 +161,7 @@ def test_every_container_command_line_parses_with_the_real_cli() -> None:
         "workflow.name": "wf-abc12",
         "inputs.parameters.shard": "0",
         "workflow.parameters.sft-checkpoint": "runs/sft/checkpoints/sft",
+        "workflow.parameters.gpu-pod-patch": GPU_POD_PATCH,
     }
     for doc in _docs().values():
         for template in doc["spec"].get("templates", []):
@@ -175,16 +176,24 @@ def test_argo_dag_equals_the_local_runners_dag(name: str) -> None:
     main = next(t for t in doc["spec"]["templates"] if t["name"] == "main")
     tasks = {t["name"]: t for t in main["dag"]["tasks"]}
     steps = {s.name: s for s in PIPELINES[name].steps}
-    assert set(tasks) == set(steps)
+    assert set(tasks) == set(steps) | {"placement"}  # + the task that places the training steps (argo-only)
     for step in steps.values():
         task = tasks[step.name]
-        assert set(filter(None, task.get("depends", "").split(" && "))) == set(step.needs())
+        placed = {"placement"} if step.policy_gpu else set()
+        assert set(filter(None, task.get("depends", "").split(" && "))) == set(step.needs()) | placed
         assert ("withParam" in task) == (step.fan_out is not None)
         assert ("when" in task) == (step.when is not None)
         template = next(t for t in doc["spec"]["templates"] if t["name"] == task["template"])
         assert template["container"]["args"][0] == step.args[0]
         assert "retryStrategy" in template  # every step retries (each is idempotent); the DAG itself does not
-        assert ("podSpecPatch" in template) == step.gpu
+        assert ("podSpecPatch" in template) == (step.gpu or step.policy_gpu)
+        if step.policy_gpu:  # sft, rce, grpo: the placement task's printed patch
+            assert template["podSpecPatch"] == "{{inputs.parameters.pod-patch}}"
+            assert task["arguments"]["parameters"] == [
+                {"name": "pod-patch", "value": "{{tasks.placement.outputs.result}}"}
+            ]
+    first = next(s for s in PIPELINES[name].order() if s.policy_gpu)
+    assert tasks["placement"].get("when") == tasks[first.name].get("when")  # no retraining tonight: no pod
 
 
 def test_cluster_hygiene_and_no_credentials() -> None:
@@ -239,7 +248,6 @@ def _quantities(resources: dict) -> list[str]:
 def test_resources_are_quantities_and_gpu_steps_are_sized() -> None:
     """Argo parses a container's resources as Kubernetes quantities, so a {{parameter}} there fails the workflow;
     GPU steps get theirs from the podSpecPatch, with memory and disk request = limit (eviction-proof)."""
-    from leverplus.argo import GPU_POD_PATCH
 
     quantity = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
     patch = json.loads(GPU_POD_PATCH)

@@ -19,6 +19,22 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     render.add_argument("--image", help="container image reference (default leverplus:<version>)")
     render.add_argument("--check", action="store_true", help="write nothing; exit 2 if the files are out of date")
     render.set_defaults(handler=_render)
+    placement = sub.add_parser(
+        "placement",
+        parents=[common],
+        help="print the training steps' podSpecPatch for these settings (the workflows' placement task)",
+        description="Print the pod spec patch that sft, rce and grpo pods run with: --gpu-pod-patch when "
+        "policy.encoder is clip-lora (CLIP towers train inside the policy), '{}' otherwise (a CPU pod).",
+    )
+    placement.add_argument("--gpu-pod-patch", required=True, metavar="JSON", help="the GPU steps' podSpecPatch")
+    placement.set_defaults(handler=_placement)
+
+
+def _placement(args: argparse.Namespace) -> None:
+    from leverplus.argo import training_pod_patch
+    from leverplus.cli import load_cli_settings
+
+    print(training_pod_patch(load_cli_settings(args).policy.encoder, args.gpu_pod_patch))
 
 
 def _render(args: argparse.Namespace) -> None:

@@ -36,6 +36,10 @@ class PoolBatch:
             [ids for ids in self.pool_ids for _ in range(n)],
         )
 
+    def to(self, device: torch.device | str) -> PoolBatch:
+        """The tensors on the policy's device (features, or the towers' inputs); ids stay Python."""
+        return PoolBatch(self.query.to(device), self.pool.to(device), self.mask.to(device), self.pool_ids)
+
 
 def _repeat(x: torch.Tensor | TowerInputs, n: int) -> torch.Tensor | TowerInputs:
     return x.repeat(n) if isinstance(x, TowerInputs) else x.repeat_interleave(n, 0)

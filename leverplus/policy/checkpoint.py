@@ -15,7 +15,7 @@ from typing import Any
 
 from leverplus import __version__
 from leverplus.errors import IntegrityError, NotFoundError
-from leverplus.policy.network import PointerSelector, PolicyConfig
+from leverplus.policy.network import PointerSelector, PolicyConfig, TowerView
 from leverplus.policy.strict import check_state
 from leverplus.policy.towers import ClipTowers
 from leverplus.store import Store
@@ -59,17 +59,35 @@ def _towers(config: dict[str, Any], clip_model: str | None, uri: str) -> ClipTow
 
     recorded = config["towers"]
     towers = load_towers(clip_model or recorded["base_model"], recorded["lora"]["rank"], recorded["lora"]["alpha"])
+    _check_base(recorded, towers, uri)
+    return towers
+
+
+def _check_base(recorded: dict[str, Any], towers: ClipTowers, uri: str) -> None:
     if towers.base_sha256 != recorded["base_sha256"]:
         raise IntegrityError(
             f"{uri}: its adapters were trained on base weights {recorded['base_sha256'][:12]} "
             f"({recorded['base_model']}), {towers.base_id} has {towers.base_sha256[:12]}: load it with that base"
         )
-    return towers
 
 
-def load_policy(store: Store, clip_model: str | None = None) -> tuple[PointerSelector, dict[str, Any]]:
+def _shareable(config: dict[str, Any], towers: ClipTowers, uri: str) -> bool:
+    """Whether a checkpoint's adapters can sit beside `towers`' own: trained on the same base weights (another base
+    is the same error as on load), with the same rank, alpha and targets."""
+    recorded = config.get("towers")
+    if recorded is None:
+        return False
+    _check_base(recorded, towers, uri)
+    return recorded["lora"] == towers.lora
+
+
+def load_policy(
+    store: Store, clip_model: str | None = None, share: ClipTowers | None = None
+) -> tuple[PointerSelector, dict[str, Any]]:
     """Load the checkpoint rooted at store (open_store(checkpoint_uri)); a clip-lora policy loads its base from
-    `clip_model` (default: the id it recorded) and checks it is the one its adapters were trained on."""
+    `clip_model` (default: the id it recorded) and checks it is the one its adapters were trained on. With `share`
+    (another loaded policy's towers), a clip-lora policy on the same base and adapter shape becomes a view of
+    those towers with its adapters as a frozen second adapter, instead of loading the base again."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -91,9 +109,14 @@ def load_policy(store: Store, clip_model: str | None = None) -> tuple[PointerSel
         raise IntegrityError(f"{uri}: records no model_sha256, so {MODEL_FILE} cannot be verified; re-save it")
     if hashlib.sha256(raw).hexdigest() != config["model_sha256"]:
         raise IntegrityError(f"{model_uri}: sha256 differs from the one recorded in {CONFIG_FILE}")
+    adapters = {k.removeprefix(ADAPTER_PREFIX): state.pop(k) for k in list(state) if k.startswith(ADAPTER_PREFIX)}
+    if share is not None and _shareable(config, share, uri):
+        check_state(PointerSelector(policy_config).head_state(), state, model_uri)
+        name = f"checkpoint-{len(share.clip.peft_config)}"
+        share.add_frozen_adapter(name, adapters, model_uri)
+        return TowerView(policy_config, state, share, name).eval(), config
     towers = _towers(config, clip_model, uri) if "towers" in config else None
     net = PointerSelector(policy_config, towers)
-    adapters = {k.removeprefix(ADAPTER_PREFIX): state.pop(k) for k in list(state) if k.startswith(ADAPTER_PREFIX)}
     if towers is not None:
         towers.load_adapter_state(adapters, model_uri)
     elif adapters:

@@ -17,9 +17,11 @@ from torch import nn
 
 from leverplus.policy.towers import ADAPTER, ClipTowers, TowerInputs
 
+REFERENCE = "reference"  # the frozen adapter GRPO's reference reads
+
 Features = torch.Tensor | TowerInputs
 
-__all__ = ["PointerSelector", "PolicyConfig", "frozen_copy"]
+__all__ = ["PointerSelector", "PolicyConfig", "TowerView", "frozen_copy"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class PointerSelector(nn.Module):
         return torch.log_softmax(logits.masked_fill(~available, float("-inf")), dim=-1)
 
     def _advance(self, state: torch.Tensor, items: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
-        chosen = items[torch.arange(items.shape[0]), picked]  # (B, H)
+        chosen = items[torch.arange(items.shape[0], device=items.device), picked]  # (B, H)
         return self.gate(chosen, state)
 
     def log_prob(self, query: Features, pool: Features, pool_mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -126,37 +128,51 @@ class PointerSelector(nn.Module):
         for _ in range(shots):
             step = self.step_log_probs(state, keys, available)
             probs = step.exp()
-            picked = probs.argmax(dim=-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            picked = probs.argmax(dim=-1) if greedy else _sample(probs, generator)
             picks.append(picked)
             available[rows, picked] = False
             state = self._advance(state, items, picked)
-        return torch.stack(picks, dim=1) if picks else torch.zeros(pool_mask.shape[0], 0, dtype=torch.long)
+        return torch.stack(picks, dim=1) if picks else pool_mask.new_zeros(pool_mask.shape[0], 0, dtype=torch.long)
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_scale.device
+
+
+def _sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row, on the generator's device (a CPU generator draws the same picks whatever the policy's
+    device, so a seeded round does not depend on where its policy ran). -> (B,)"""
+    where = generator.device if generator is not None else probs.device
+    return torch.multinomial(probs.to(where), 1, generator=generator).squeeze(1).to(probs.device)
 
 
 def _policy_adapter(key: str) -> bool:
     return "lora_" in key and f".{ADAPTER}." in key
 
 
-class _Reference(PointerSelector):
-    """A frozen copy of a clip-lora policy's head that encodes through the policy's own towers with their reference
-    adapter: the towers are not a submodule here, so freezing this copy never freezes the policy's adapters."""
+class TowerView(PointerSelector):
+    """A clip-lora head that reads shared towers through one of their frozen named adapters: GRPO's reference, or
+    one of several checkpoints evaluated on one base. The towers are not a submodule here, so moving, freezing or
+    saving a view never touches them (or the policy that owns them)."""
 
-    def __init__(self, net: PointerSelector) -> None:
-        super().__init__(net.policy_config)
-        self.load_state_dict(net.head_state())
-        object.__setattr__(self, "shared_towers", net.towers)
+    def __init__(self, config: PolicyConfig, head: dict[str, torch.Tensor], towers: ClipTowers, adapter: str) -> None:
+        super().__init__(config)
+        self.load_state_dict(head)
+        self.to(towers.device)
+        object.__setattr__(self, "towers", towers)
+        self.adapter = adapter
 
     def features(self, x: torch.Tensor | TowerInputs) -> torch.Tensor:
         if not isinstance(x, TowerInputs):
-            raise TypeError(f"a clip-lora reference was given {type(x).__name__}")
-        with self.shared_towers.reference():
-            return self.shared_towers(x)
+            raise TypeError(f"a clip-lora policy was given {type(x).__name__} (use StageContext.policy_inputs)")
+        with self.towers.using(self.adapter):
+            return self.towers(x)
 
 
 def frozen_copy(net: PointerSelector) -> PointerSelector:
-    """The policy as it is now, frozen: GRPO's reference. A frozen policy is deep-copied (~10^5 parameters); a
-    clip-lora one gets a copy of its head and a frozen second adapter on its towers (the base is shared)."""
+    """The policy as it is now, frozen: GRPO's reference. A frozen-encoder policy is deep-copied (~10^5 parameters);
+    a clip-lora one becomes a view: a copy of its head, and its adapters frozen as a second adapter on its towers."""
     if net.towers is None:
         return copy.deepcopy(net).eval().requires_grad_(False)
-    net.towers.freeze_reference()
-    return _Reference(net).eval().requires_grad_(False)
+    net.towers.add_frozen_adapter(REFERENCE, net.towers.adapter_state(), "GRPO's reference")
+    return TowerView(net.policy_config, net.head_state(), net.towers, REFERENCE).eval().requires_grad_(False)

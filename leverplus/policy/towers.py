@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 __all__ = ["LORA_TARGETS", "ClipTowers", "TowerInputs", "base_fingerprint", "load_processor", "load_towers"]
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # the attention projections of both towers
-ADAPTER, REFERENCE = "policy", "reference"  # the trained adapters; a frozen copy of them as GRPO started
+ADAPTER = "policy"  # the trained adapters; frozen ones beside them have other names
 
 
 @dataclass
@@ -40,6 +40,10 @@ class TowerInputs:
 
     def repeat(self, n: int) -> TowerInputs:
         return TowerInputs(self.pixel_values, self.input_ids, self.attention_mask, self.index.repeat_interleave(n, 0))
+
+    def to(self, device: torch.device | str) -> TowerInputs:
+        return TowerInputs(self.pixel_values.to(device), self.input_ids.to(device), self.attention_mask.to(device),
+                           self.index.to(device))  # fmt: skip
 
 
 def base_fingerprint(model: nn.Module) -> str:
@@ -69,6 +73,11 @@ class ClipTowers(nn.Module):
         self.lora = {"rank": rank, "alpha": alpha, "targets": LORA_TARGETS}
         config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, lora_dropout=0.0)
         self.clip = get_peft_model(clip, config, adapter_name=ADAPTER)  # freezes the base, adapters start at zero
+        self.autocast: torch.dtype | None = None  # mixed precision of the towers' forward (policy.precision)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     @property
     def dim(self) -> int:
@@ -76,32 +85,43 @@ class ClipTowers(nn.Module):
         return 2 * config.projection_dim
 
     def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(U, 2 * projection_dim): the joint embedding of U items, as the feature table stores it."""
-        image = _pooled(self.clip.get_image_features(pixel_values=pixel_values))
-        text = _pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        """(U, 2 * projection_dim): the joint embedding of U items, as the feature table stores it. Under
+        `autocast` the towers' matrix products run in that dtype; weights, adapters, their gradients and the
+        normalised output stay fp32."""
+        with self._precision(pixel_values.device):
+            image = _pooled(self.clip.get_image_features(pixel_values=pixel_values))
+            text = _pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
         joint = torch.cat([F.normalize(image.float(), dim=-1), F.normalize(text.float(), dim=-1)], dim=-1)
         return joint / math.sqrt(2.0)
+
+    def _precision(self, device: torch.device) -> Any:
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast)
 
     def forward(self, inputs: TowerInputs) -> torch.Tensor:
         """Every row's embedding, each distinct item encoded once. -> index.shape + (D,)"""
         return self.embed(inputs.pixel_values, inputs.input_ids, inputs.attention_mask)[inputs.index]
 
-    def freeze_reference(self) -> None:
-        """Copy the adapters, as they are now, into a frozen second adapter: GRPO's reference shares the base
-        weights instead of copying them (at ViT-B/32 the base is ~150 M parameters, the adapters ~0.3 M)."""
-        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    def add_frozen_adapter(self, name: str, state: dict[str, torch.Tensor], where: str) -> None:
+        """Adapters `state` (as `adapter_state` gives them) as a frozen second adapter `name` on the same base: GRPO's
+        reference, or another checkpoint evaluated on this base. The base is shared, not copied (at ViT-B/32 it is
+        ~150 M parameters, adapters ~1 M). A name in use is replaced."""
+        from peft import set_peft_model_state_dict
 
-        if REFERENCE in self.clip.peft_config:
-            self.clip.delete_adapter(REFERENCE)
-        self.clip.add_adapter(REFERENCE, self.clip.peft_config[ADAPTER])
-        now = get_peft_model_state_dict(self.clip, adapter_name=ADAPTER)
-        set_peft_model_state_dict(self.clip, now, adapter_name=REFERENCE)
-        self.clip.set_adapter(ADAPTER)  # the policy's adapters train, the reference's never do
+        from leverplus.policy.strict import check_state
+
+        check_state(self.adapter_state(), state, f"{where} (adapters)")  # the same targets and rank as ours
+        if name in self.clip.peft_config:
+            self.clip.delete_adapter(name)
+        self.clip.add_adapter(name, self.clip.peft_config[ADAPTER])
+        set_peft_model_state_dict(self.clip, state, adapter_name=name)
+        self.clip.set_adapter(ADAPTER)  # the policy's adapters train, a frozen one never does
 
     @contextmanager
-    def reference(self) -> Iterator[None]:
-        """The towers with the reference adapters (frozen) in place of the policy's."""
-        self.clip.set_adapter(REFERENCE, inference_mode=True)
+    def using(self, name: str) -> Iterator[None]:
+        """The towers with the frozen adapter `name` in place of the policy's."""
+        self.clip.set_adapter(name, inference_mode=True)
         try:
             yield
         finally:

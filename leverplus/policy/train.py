@@ -98,8 +98,8 @@ def train_sft(
     step, first = _restore(net, optimizer, rng, resume)
     for epoch in range(first, epochs):
         for chunk in _batches(examples, batch_size, rng):
-            batch = make_batch([e.question_id for e in chunk], [e.pool for e in chunk], queries, icds)
-            actions = sequences_to_actions(batch.pool_ids, [e.sequence for e in chunk])
+            batch = make_batch([e.question_id for e in chunk], [e.pool for e in chunk], queries, icds).to(net.device)
+            actions = sequences_to_actions(batch.pool_ids, [e.sequence for e in chunk]).to(net.device)
             logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)  # (B,)
             loss = -logp.mean()
             grad_norm = _step(net, optimizer, loss, grad_clip)
@@ -112,10 +112,11 @@ def train_sft(
 def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: Source, icds: Source):  # noqa: ANN202
     """log pi of every candidate of every group -> (B, G), and rewards (B, G)."""
     g = len(groups[0].sequences)
-    batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).repeat(g)
-    actions = sequences_to_actions(batch.pool_ids, [s for x in groups for s in x.sequences])
+    batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).to(net.device)
+    batch = batch.repeat(g)  # on the device: the towers' inputs are moved once, not once per candidate
+    actions = sequences_to_actions(batch.pool_ids, [s for x in groups for s in x.sequences]).to(net.device)
     logp = net.log_prob(batch.query, batch.pool, batch.mask, actions).view(len(groups), g)
-    rewards = torch.tensor([x.rewards for x in groups], dtype=torch.float32)
+    rewards = torch.tensor([x.rewards for x in groups], dtype=torch.float32, device=net.device)
     return logp, rewards
 
 
@@ -183,7 +184,8 @@ def policy_kl(
     total, count = 0.0, 0
     for i in range(0, len(groups), 64):
         chunk = groups[i : i + 64]
-        batch = make_batch([g.question_id for g in chunk], [g.pool for g in chunk], queries, icds).repeat(samples)
+        batch = make_batch([g.question_id for g in chunk], [g.pool for g in chunk], queries, icds).to(net.device)
+        batch = batch.repeat(samples)
         actions = net.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
         logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)
         ref = reference.log_prob(batch.query, batch.pool, batch.mask, actions)

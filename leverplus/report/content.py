@@ -51,8 +51,10 @@ def _encoder(train: dict[str, Any]) -> str:
     enc = train.get("policy_encoder") or {}
     if enc.get("encoder") == "clip-lora":
         size = f"{enc['trainable_parameters']:,}"
+        where = enc.get("trained_on")
+        trained = f", trained on {where['device']} in {where['precision']}" if where else ""
         return (f"Policy encoder: `clip-lora` on `{enc['base_model']}`, LoRA rank {enc['lora_rank']} "
-                f"(alpha {enc['lora_alpha']}), {size} trainable tower parameters.")  # fmt: skip
+                f"(alpha {enc['lora_alpha']}), {size} trainable tower parameters{trained}.")  # fmt: skip
     return f"Policy encoder: `frozen` `{enc.get('features', '?')}` features."
 
 

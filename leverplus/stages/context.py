@@ -73,13 +73,29 @@ class StageContext:
         if p.encoder == "frozen":
             return PointerSelector(PolicyConfig(feature_dim=self.features(self.settings.data.train_split).dim))
         towers = load_towers(self.settings.features.model, p.lora_rank, p.lora_alpha)
-        return PointerSelector(PolicyConfig(feature_dim=towers.dim), towers)
+        return self._place(PointerSelector(PolicyConfig(feature_dim=towers.dim), towers))
 
-    def load_policy(self, uri_or_key: str) -> tuple[Any, dict[str, Any]]:
-        """A policy checkpoint; a clip-lora one on this machine's copy of its base (features.model), checked."""
+    def load_policy(self, uri_or_key: str, share: Any = None) -> tuple[Any, dict[str, Any]]:
+        """A policy checkpoint; a clip-lora one on this machine's copy of its base (features.model), checked. With
+        `share` (a loaded clip-lora policy's towers), it reads those towers instead of loading the base again."""
         from leverplus.policy import load_policy
 
-        return load_policy(self.checkpoint_store(uri_or_key), clip_model=self.settings.features.model)
+        store = self.checkpoint_store(uri_or_key)
+        net, config = load_policy(store, clip_model=self.settings.features.model, share=share)
+        return self._place(net), config
+
+    def _place(self, net: Any) -> Any:
+        """A clip-lora policy on run.device with policy.precision; a frozen-encoder one stays on cpu (its ~10^5
+        parameters gain nothing from a GPU, and cpu keeps its runs bit-identical on every machine)."""
+        if net.towers is None:
+            return net
+        from leverplus.device import autocast_dtype, torch_device
+
+        device = torch_device(self.settings.run.device)
+        net.towers.autocast = autocast_dtype(self.settings.policy.precision, device)
+        self.log.info("policy placed", device=device, precision=str(net.towers.autocast or "fp32"))
+        net.towers.to(device)  # a view's towers are not its submodule (policy/network.py TowerView)
+        return net.to(device)
 
     def policy_inputs(self, net: Any, split: str) -> FeatureTable | Any:
         """What `net` reads for a split's questions: the stored features, or (clip-lora) its towers' inputs."""

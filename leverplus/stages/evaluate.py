@@ -45,7 +45,7 @@ def _policy_selector(ctx: StageContext, net: PointerSelector, split: str, max_sh
         # decode once per question instead of once per shot count.
         if q.question_id not in decoded:
             decoded.clear()
-            batch = make_batch([q.question_id], [q.pool], queries, train)
+            batch = make_batch([q.question_id], [q.pool], queries, train).to(net.device)
             picks = net.select(batch.query, batch.pool, batch.mask, max_shots, greedy=True)[0]
             decoded[q.question_id] = [q.pool[i] for i in picks.tolist()]
         return prompt_order(decoded[q.question_id][:k])
@@ -91,11 +91,13 @@ def run_eval(
     # Extra training seeds (rl.seeds) are evaluated too: the report's seed spread.
     seeds = {f"policy-seed{k}": checkpoint_prefix(run_id, "grpo", k) for k in range(1, s.rl.seeds)}
     checkpoints = {"policy": policy_uri, **seeds, "rce": rce_uri, "sft": sft_uri}
-    selectors: dict[str, Selector] = {
-        name: _policy_selector(ctx, ctx.load_policy(uri)[0], plan.split, longest)
-        for name, uri in checkpoints.items()
-        if uri
-    }
+    selectors: dict[str, Selector] = {}
+    towers = None  # clip-lora: every checkpoint reads one copy of the base CLIP, each through its own adapters
+    for name, uri in checkpoints.items():
+        if uri:
+            net = ctx.load_policy(uri, share=towers)[0]
+            towers = towers or net.towers
+            selectors[name] = _policy_selector(ctx, net, plan.split, longest)
     selectors |= {
         "random": _random_selector(s.eval.seed),
         "similarity": _similarity_selector(ctx, plan.split),

@@ -148,7 +148,8 @@ def _policy_encoder(config: dict[str, Any]) -> dict[str, Any]:
     if towers is None:
         return {"encoder": "frozen", "features": config.get("encoder")}
     return {"encoder": towers["encoder"], "base_model": towers["base_model"], "lora_rank": towers["lora"]["rank"],
-            "lora_alpha": towers["lora"]["alpha"], "trainable_parameters": towers["trainable_parameters"]}  # fmt: skip
+            "lora_alpha": towers["lora"]["alpha"], "trainable_parameters": towers["trainable_parameters"],
+            **({"trained_on": config["placement"]} if "placement" in config else {})}  # fmt: skip
 
 
 def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = False, force: bool = False) -> str:

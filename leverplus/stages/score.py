@@ -47,8 +47,8 @@ def candidate_sequences(
     n_policy = round(wanted * policy_share) if policy is not None else 0
     if n_policy:
         train = ctx.policy_inputs(policy, ctx.settings.data.train_split)
-        batch = make_batch([query.question_id], [query.pool], train, train).repeat(n_policy * 4)
-        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        batch = make_batch([query.question_id], [query.pool], train, train).to(policy.device).repeat(n_policy * 4)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # CPU: the same draws on any device
         picks = policy.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
         for row in picks.tolist():
             seq = tuple(prompt_order([query.pool[i] for i in row]))

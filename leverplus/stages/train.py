@@ -57,9 +57,16 @@ def _save(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, *
             "settings_hash": ctx.settings_hash,
             "prompt_hash": PROMPT_HASH,
             "encoder": ctx.settings.features.encoder,
+            **({"placement": _placement(net)} if net.towers is not None else {}),
             **provenance,
         },
     )
+
+
+def _placement(net: PointerSelector) -> dict[str, str]:
+    """Where a clip-lora policy trained and in what arithmetic (the report states it)."""
+    precision = {None: "fp32", torch.bfloat16: "bf16"}[net.towers.autocast]
+    return {"device": net.device.type, "precision": precision}
 
 
 def _save_final(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, **provenance: Any) -> str:
