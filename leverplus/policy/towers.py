@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -31,19 +31,25 @@ ADAPTER = "policy"  # the trained adapters; frozen ones beside them have other n
 
 @dataclass
 class TowerInputs:
-    """Distinct items' encoder inputs, and which item every row of a batch is."""
+    """Distinct items' encoder inputs, and which item every row of a batch is. Pixels travel as the processor's
+    uint8 crops (a quarter of the bytes to the device) and are normalised where the towers run (`pixels`)."""
 
-    pixel_values: torch.Tensor  # (U, 3, H, W)
+    crops: torch.Tensor  # (U, 3, H, W) uint8: resized and centre-cropped, not yet rescaled
+    mean: torch.Tensor  # (1, 3, 1, 1) the processor's image_mean / rescale_factor (0-255 units)
+    std: torch.Tensor  # (1, 3, 1, 1) the processor's image_std / rescale_factor
     input_ids: torch.Tensor  # (U, L)
     attention_mask: torch.Tensor  # (U, L)
     index: torch.Tensor  # (B,) or (B, P): rows into the U items
 
+    def pixels(self) -> torch.Tensor:
+        """(U, 3, H, W) the CLIP image processor's pixel_values (up to float rounding)."""
+        return (self.crops.float() - self.mean) / self.std
+
     def repeat(self, n: int) -> TowerInputs:
-        return TowerInputs(self.pixel_values, self.input_ids, self.attention_mask, self.index.repeat_interleave(n, 0))
+        return replace(self, index=self.index.repeat_interleave(n, 0))
 
     def to(self, device: torch.device | str) -> TowerInputs:
-        return TowerInputs(self.pixel_values.to(device), self.input_ids.to(device), self.attention_mask.to(device),
-                           self.index.to(device))  # fmt: skip
+        return TowerInputs(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def base_fingerprint(model: nn.Module) -> str:
@@ -101,7 +107,7 @@ class ClipTowers(nn.Module):
 
     def forward(self, inputs: TowerInputs) -> torch.Tensor:
         """Every row's embedding, each distinct item encoded once. -> index.shape + (D,)"""
-        return self.embed(inputs.pixel_values, inputs.input_ids, inputs.attention_mask)[inputs.index]
+        return self.embed(inputs.pixels(), inputs.input_ids, inputs.attention_mask)[inputs.index]
 
     def add_frozen_adapter(self, name: str, state: dict[str, torch.Tensor], where: str) -> None:
         """Adapters `state` (as `adapter_state` gives them) as a frozen second adapter `name` on the same base: GRPO's

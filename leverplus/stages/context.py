@@ -105,7 +105,8 @@ class StageContext:
             from leverplus.policy.bank import InputBank
             from leverplus.policy.towers import load_processor
 
-            self._banks[split] = InputBank(self.split(split), load_processor(net.towers.base_id))
+            processor, cached = load_processor(net.towers.base_id), self.settings.policy.image_cache_images
+            self._banks[split] = InputBank(self.split(split), processor, max_images=cached)
         return self._banks[split]
 
     @cached_property
