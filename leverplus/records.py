@@ -17,6 +17,8 @@ __all__ = [
     "EvalRecord",
     "Manifest",
     "Plan",
+    "PlanIndex",
+    "PlanShard",
     "PlannedQuery",
     "canonical_json",
 ]
@@ -48,15 +50,52 @@ class Plan(_Record):
 
     @model_validator(mode="after")
     def _queries_once_and_never_in_their_own_pool(self) -> Plan:
-        seen: set[int] = set()
-        for shard in self.shards:
-            for q in shard:
-                if q.question_id in seen:
-                    raise ValueError(f"question_id {q.question_id} is planned twice")
-                if q.question_id in q.pool:
-                    raise ValueError(f"question_id {q.question_id} is in its own pool (its answer would leak)")
-                seen.add(q.question_id)
+        _check_queries([q for shard in self.shards for q in shard])
         return self
+
+
+def _check_queries(queries: list[PlannedQuery]) -> None:
+    seen: set[int] = set()
+    for q in queries:
+        if q.question_id in seen:
+            raise ValueError(f"question_id {q.question_id} is planned twice")
+        if q.question_id in q.pool:
+            raise ValueError(f"question_id {q.question_id} is in its own pool (its answer would leak)")
+        seen.add(q.question_id)
+
+
+class PlanShard(_Record):
+    """One shard of a plan with the plan's header: what a fan-out pod reads instead of the whole plan (a 443k-query
+    plan is ~200 MB of JSON; a shard is a few hundred KB)."""
+
+    kind: Literal["rl", "sft", "eval"]
+    split: str
+    sampler: str
+    pool_size: int
+    encoder: str
+    settings_hash: str
+    prompt_hash: str
+    shard: int
+    shards: int
+    queries: list[PlannedQuery]
+
+    @classmethod
+    def of(cls, plan: Plan, shard: int) -> PlanShard:
+        header = plan.model_dump(exclude={"shards"})
+        return cls(**header, shard=shard, shards=len(plan.shards), queries=plan.shards[shard])
+
+    @model_validator(mode="after")
+    def _queries_once_and_never_in_their_own_pool(self) -> PlanShard:
+        _check_queries(self.queries)
+        return self
+
+
+class PlanIndex(_Record):
+    """Written after the plan and its shard files: the sha256 of each shard file. Present only while the plan and
+    its shard files agree (a re-plan deletes it first), so a reader without it falls back to the plan itself."""
+
+    plan_sha256: str
+    shards: list[str]
 
 
 class Candidate(_Record):

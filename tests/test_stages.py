@@ -177,12 +177,20 @@ def test_a_resumed_growth_run_keeps_its_decision_and_evaluates(world) -> None:
 def test_hand_edited_plans_cannot_leak_or_duplicate(world) -> None:
     """Issue 12 D4/D6: a plan holding a question twice, or a pool holding the query itself, is refused by every
     reader; a pool holding another question on the query's image is refused by score (and eval)."""
-    from leverplus.errors import DataError
+    from leverplus.errors import DataError, IntegrityError
+    from leverplus.stages.layout import plan_index_key, plan_part_key
 
     ctx = world("plan", **{"rl.target_new_queries": 6, "rl.prior_acceptance_rate": 0.5})
     plan = run_plan(ctx, "rl", plan_key("round-x"), "round-x")
     raw = plan.model_dump(mode="json")
     first = raw["shards"][0][0]
+    # A scoring pod reads its shard's part of the plan, checked against the plan's index: any edit is refused.
+    part = json.loads(ctx.store.get_bytes(plan_part_key(plan_key("round-x"), 0)))
+    part["queries"].append(first)
+    ctx.store.put_bytes(plan_part_key(plan_key("round-x"), 0), json.dumps(part).encode())
+    with pytest.raises(IntegrityError, match=r"plan/00000\.json: sha256 differs from .*plan/index\.json"):
+        run_score(world("score"), "round-x", 0, policy_uri=None)
+    ctx.store.delete(plan_index_key(plan_key("round-x")))  # a plan without parts (older stores): read whole
     twice = {**raw, "shards": [raw["shards"][0] + [first]]}
     ctx.store.put_bytes(plan_key("round-x"), json.dumps(twice).encode())
     with pytest.raises(DataError, match=rf"question_id {first['question_id']} is planned twice"):
@@ -204,3 +212,43 @@ def test_hand_edited_plans_cannot_leak_or_duplicate(world) -> None:
     with pytest.raises(ConfigError, match=rf"its pool holds \[{sibling}\], on the query's own image"):
         run_score(world("score"), "round-x", 0, policy_uri=None)
     assert not ctx.store.list("rounds/round-x/shards/")  # nothing written
+
+
+def test_a_fan_out_pod_reads_only_its_part_of_the_plan(world) -> None:
+    """plan writes each shard's part (the plan's header + its queries) and an index of their sha256 after the plan:
+    score, sft-data and eval read one part, never the whole plan (~200 MB at 443k queries); without the index (a
+    plan from before parts, or a re-plan killed midway) they read the plan itself; verify catches a plan.json
+    edited after its parts."""
+    from leverplus.errors import IntegrityError
+    from leverplus.records import PlanShard
+    from leverplus.stages.layout import plan_index_key, plan_part_key
+    from leverplus.stages.verify import run_verify
+
+    ctx = world("plan", **{"rl.target_new_queries": 12, "rl.prior_acceptance_rate": 0.5, "rl.shard_size": 10})
+    key = plan_key("round-p")
+    plan = run_plan(ctx, "rl", key, "round-p")
+    assert len(plan.shards) >= 3
+    for i in plan.shard_ids():
+        part = ctx.plan_shard(key, i)
+        assert part == PlanShard.of(plan, i) and part.queries == plan.shards[i] and part.shards == len(plan.shards)
+    with pytest.raises(ConfigError, match=rf"shard {len(plan.shards)} is not in .*plan\.json \(shards 0\.\.\d+\)"):
+        ctx.plan_shard(key, len(plan.shards))
+
+    whole = ctx.store.get_bytes(key)
+    ctx.store.put_bytes(key, b"{not a plan")  # a pod never opens plan.json while the index stands
+    assert ctx.plan_shard(key, 1) == PlanShard.of(plan, 1)
+    _, problems, _ = run_verify(world("verify"))
+    assert [p for p in problems if "differs from the plan its parts were written from" in p]
+
+    ctx.store.put_bytes(key, whole)
+    ctx.store.delete(plan_index_key(key))  # no index: the parts are not trusted, the plan itself is read
+    ctx.store.put_bytes(plan_part_key(key, 1), b"{stale")
+    assert ctx.plan_shard(key, 1) == PlanShard.of(plan, 1)
+    again = run_plan(world("plan", **{"rl.target_new_queries": 12, "rl.prior_acceptance_rate": 0.5,
+                                      "rl.shard_size": 10}), "rl", key, "round-p", force=True)  # fmt: skip
+    assert ctx.plan_shard(key, 1) == PlanShard.of(again, 1)  # the re-plan rewrote the parts and the index
+    _, problems, _ = run_verify(world("verify"))
+    assert not [p for p in problems if "plan" in p]
+    ctx.store.put_bytes(plan_part_key(key, 2), ctx.store.get_bytes(plan_part_key(key, 0)))
+    with pytest.raises(IntegrityError, match=r"plan/00002\.json: sha256 differs"):
+        ctx.plan_shard(key, 2)

@@ -19,7 +19,7 @@ from leverplus.errors import ConfigError, DataError, IntegrityError
 from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
-from leverplus.records import Manifest, Plan, PlannedQuery, canonical_json
+from leverplus.records import Manifest, Plan, PlanIndex, PlanShard, canonical_json
 from leverplus.store import Store, open_store, store_or_full_uri
 
 __all__ = ["StageContext"]
@@ -133,13 +133,7 @@ class StageContext:
         return open_store(store_or_full_uri(self.store, uri_or_key), self.settings.store)
 
     def read_plan(self, key: str) -> Plan:
-        try:
-            return Plan.model_validate_json(self.store.get_bytes(key))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            detail = f"{where}: {first['msg']}" if where else first["msg"]
-            raise DataError(f"{self.store.uri_for(key)}: not a valid plan ({detail})") from exc
+        return self._parse(Plan, self.store.get_bytes(key), key, "a valid plan")
 
     def read_verified(self, key: str, manifest_key: str) -> tuple[bytes, Manifest]:
         """An object's bytes checked against the sha256 its manifest records under the object's file name; a
@@ -155,14 +149,38 @@ class StageContext:
             raise IntegrityError(f"{self.store.uri_for(key)}: sha256 differs from its manifest (truncated or altered)")
         return raw, manifest
 
-    def plan_shard(self, plan_key: str, shard: int) -> tuple[Plan, list[PlannedQuery]]:
-        """The plan and the queries of one of its shards; a shard id the plan does not have is an error."""
-        plan = self.read_plan(plan_key)
-        if not 0 <= shard < len(plan.shards):
-            raise ConfigError(
-                f"shard {shard} is not in {self.store.uri_for(plan_key)} (shards 0..{len(plan.shards) - 1})"
-            )
-        return plan, plan.shards[shard]
+    def plan_shard(self, plan_key: str, shard: int) -> PlanShard:
+        """One shard of a plan, with the plan's header: its part (stages/layout.py plan_part_key), checked against
+        the plan's index, or where a plan has no index (written before parts existed, or being re-planned) the
+        plan itself. A shard id the plan does not have is an error."""
+        from leverplus.stages.layout import plan_index_key, plan_part_key
+
+        index_key = plan_index_key(plan_key)
+        if not self.store.exists(index_key):
+            plan = self.read_plan(plan_key)
+            self._check_shard(plan_key, shard, len(plan.shards))
+            return PlanShard.of(plan, shard)
+        index = self._parse(PlanIndex, self.store.get_bytes(index_key), index_key, "a plan index")
+        self._check_shard(plan_key, shard, len(index.shards))
+        key = plan_part_key(plan_key, shard)
+        raw = self.store.get_bytes(key)
+        if hashlib.sha256(raw).hexdigest() != index.shards[shard]:
+            where = self.store.uri_for(index_key)
+            raise IntegrityError(f"{self.store.uri_for(key)}: sha256 differs from {where} (truncated or altered)")
+        return self._parse(PlanShard, raw, key, "a plan shard")
+
+    def _check_shard(self, plan_key: str, shard: int, shards: int) -> None:
+        if not 0 <= shard < shards:
+            raise ConfigError(f"shard {shard} is not in {self.store.uri_for(plan_key)} (shards 0..{shards - 1})")
+
+    def _parse(self, record: Any, raw: bytes, key: str, what: str) -> Any:
+        try:
+            return record.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            detail = f"{where}: {first['msg']}" if where else first["msg"]
+            raise DataError(f"{self.store.uri_for(key)}: not {what} ({detail})") from exc
 
     def manifest(self, kind: str, **fields: Any) -> Manifest:
         return Manifest(

@@ -84,7 +84,8 @@ def run_eval(
     key = shard_key(prefix, shard)
     if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
-    plan, questions = ctx.plan_shard(f"{prefix}/plan.json", shard)
+    part = ctx.plan_shard(f"{prefix}/plan.json", shard)
+    questions = part.queries
     s = ctx.settings
     shots = [k for k in s.eval.shots if k > 0]
     longest = max(shots, default=0)
@@ -97,12 +98,12 @@ def run_eval(
         if uri:
             net = ctx.load_policy(uri, share=towers)[0]
             towers = towers or net.towers
-            selectors[name] = _policy_selector(ctx, net, plan.split, longest)
+            selectors[name] = _policy_selector(ctx, net, part.split, longest)
     selectors |= {
         "random": _random_selector(s.eval.seed),
-        "similarity": _similarity_selector(ctx, plan.split),
+        "similarity": _similarity_selector(ctx, part.split),
     }
-    queries, train = ctx.split(plan.split), ctx.split(s.data.train_split)
+    queries, train = ctx.split(part.split), ctx.split(s.data.train_split)
     records: list[EvalRecord] = []
     with progress(len(questions), f"evaluating shard {shard}") as update:
         for q in questions:

@@ -1,7 +1,8 @@
 """Where everything lives in the store (DESIGN §4), in one place:
 
 features/<encoder>/<split>.safetensors
-rounds/<round-id>/plan.json, queries.json, shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml
+rounds/<round-id>/plan.json, plan/<nnnnn>.json + plan/index.json (each fan-out pod's part of the plan), queries.json,
+    shards/<nnnnn>.jsonl, manifest.json, settings/<stage>.yaml (sft-data/ and eval/ plans have the same parts)
 rl-data/balanced/segments/<round-id>.jsonl + .ids.json, v<n>.manifest.json, latest, rl_data_balanced_merged.json
     (and v<n>.jsonl: versions from before segments, stages/balanced.py)
 runs/<run-id>/run.json + settings.yaml (`leverplus run`), settings/<stage>.yaml (every stage), growth-check.json,
@@ -19,7 +20,9 @@ __all__ = [
     "check_id",
     "checkpoint_prefix",
     "eval_prefix",
+    "plan_index_key",
     "plan_key",
+    "plan_part_key",
     "queries_key",
     "report_prefix",
     "round_prefix",
@@ -33,6 +36,16 @@ __all__ = [
 BALANCED = "rl-data/balanced"
 MERGED_EXPORT = f"{BALANCED}/rl_data_balanced_merged.json"
 LEASE = f"{BALANCED}/.lease"  # exists while a round publishes a version
+
+
+def plan_part_key(plan: str, shard: int) -> str:
+    """One shard of the plan at key `plan` (.../plan.json), with the plan's header: what a fan-out pod reads."""
+    return f"{plan.removesuffix('.json')}/{shard:05d}.json"
+
+
+def plan_index_key(plan: str) -> str:
+    """The sha256 of each of a plan's parts, written after the plan (records.PlanIndex)."""
+    return f"{plan.removesuffix('.json')}/index.json"
 
 
 def segment_key(round_id: str) -> str:

@@ -19,9 +19,9 @@ from leverplus.catalog import Catalog
 from leverplus.errors import ConfigError, ConflictError
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.pools import build_pools
-from leverplus.records import Plan, PlannedQuery
+from leverplus.records import Plan, PlanIndex, PlannedQuery, PlanShard
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import eval_prefix, plan_key, queries_key, sft_prefix
+from leverplus.stages.layout import eval_prefix, plan_index_key, plan_key, plan_part_key, queries_key, sft_prefix
 
 __all__ = ["eval_plan_key", "plan_key", "run_plan", "scored_round_stats", "sft_plan_key", "write_plan"]
 
@@ -90,11 +90,15 @@ def _shard_size(ctx: StageContext, round_id: str) -> int:
 
 
 def write_plan(ctx: StageContext, key: str, plan: Plan, round_or_run: str) -> None:
-    """The plan, and for an RL round its question ids by shard (queries.json): what later rounds exclude and how
-    many shards `filter` joins, without parsing the pools (a 443k-query plan is ~200 MB of JSON)."""
-    ctx.put_json(key, plan)
+    """The plan; each shard's part of it (what its fan-out pod reads: a 443k-query plan is ~200 MB of JSON) and
+    their index, written last; for an RL round, its question ids by shard (queries.json): what later rounds exclude
+    and how many shards `filter` joins, without parsing the pools."""
+    ctx.store.delete(plan_index_key(key))  # a re-plan: until the new index lands, readers use plan.json itself
+    parts = [ctx.put_json(plan_part_key(key, i), PlanShard.of(plan, i)) for i in plan.shard_ids()]
+    plan_sha256 = ctx.put_json(key, plan)
     if plan.kind == "rl":
         ctx.put_json(queries_key(round_or_run), [[q.question_id for q in shard] for shard in plan.shards])
+    ctx.put_json(plan_index_key(key), PlanIndex(plan_sha256=plan_sha256, shards=parts))
 
 
 def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: bool = False) -> Plan:

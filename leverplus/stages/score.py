@@ -74,10 +74,11 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
     key = shard_key(round_prefix(round_id), shard)
     if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
-    plan, queries_in_shard = ctx.plan_shard(plan_key(round_id), shard)
+    part = ctx.plan_shard(plan_key(round_id), shard)
+    queries_in_shard = part.queries
     rl = ctx.settings.rl
     policy = ctx.load_policy(policy_uri)[0] if policy_uri else None
-    train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(plan.split)
+    train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(part.split)
     groups, start = [], time.monotonic()
     with progress(len(queries_in_shard), f"scoring shard {shard}") as update:
         for query in queries_in_shard:

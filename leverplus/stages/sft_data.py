@@ -53,7 +53,7 @@ def run_sft_data(ctx: StageContext, run_id: str, shard: int, force: bool = False
     key = shard_key(prefix, shard)
     if shard_done(ctx, key, force):
         return ctx.store.uri_for(key)
-    _, anchors = ctx.plan_shard(f"{prefix}/plan.json", shard)
+    anchors = ctx.plan_shard(f"{prefix}/plan.json", shard).queries
     s, train = ctx.settings.sft, ctx.split(ctx.settings.data.train_split)
     rows = []
     with progress(len(anchors), f"InfoScore beams shard {shard}") as update:

@@ -5,6 +5,7 @@ balanced set  every segment parses, matches the sha256 its versions record and h
               `latest` names a version that exists
 shards        every shard (rounds, SFT data, eval) matches its own manifest and, for a filtered round, the sha256
               its round's manifest recorded; round shards parse as candidate groups
+plans         every plan with parts (what fan-out pods read) matches them and its index
 reports       every file of a finished report matches the sha256 in the report's manifest
 checkpoints   every checkpoint loads strictly and matches the sha256 in its config
 features      every feature file loads
@@ -22,7 +23,7 @@ from leverplus.catalog import Catalog
 from leverplus.data import load_split
 from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
-from leverplus.records import Manifest
+from leverplus.records import Manifest, PlanIndex
 from leverplus.stages.balanced import (
     Segment,
     ids_key,
@@ -34,7 +35,7 @@ from leverplus.stages.balanced import (
     stream_lines,
 )
 from leverplus.stages.context import StageContext
-from leverplus.stages.layout import BALANCED, LEASE
+from leverplus.stages.layout import BALANCED, LEASE, plan_part_key
 from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
 from leverplus.store import open_store
@@ -110,6 +111,19 @@ def _shards(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[
         check(key, lambda k=key: one(k))
 
 
+def _plan_parts(ctx: StageContext, index_key: str) -> None:
+    """A plan and its parts agree with its index: a plan.json edited after its parts were written is reported (the
+    fan-out pods read the parts, so such an edit would never reach them)."""
+    index = PlanIndex.model_validate_json(ctx.store.get_bytes(index_key))
+    plan_key = index_key.removesuffix("/plan/index.json") + "/plan.json"
+    if ctx.store.sha256(plan_key) != index.plan_sha256:
+        raise IntegrityError(f"{ctx.store.uri_for(plan_key)}: differs from the plan its parts were written from "
+                             "(edited afterwards?); `leverplus plan --force` rewrites both")  # fmt: skip
+    for shard, sha in enumerate(index.shards):
+        if ctx.store.sha256(key := plan_part_key(plan_key, shard)) != sha:
+            raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from {ctx.store.uri_for(index_key)}")
+
+
 STALE_TEMP_S = 3600.0  # a write in flight takes seconds to minutes; an hour-old temp object is debris
 
 
@@ -138,6 +152,8 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
 
     _balanced(ctx, check)
     _shards(ctx, keys, check)
+    for key in (k for k in keys if k.endswith("/plan/index.json")):
+        check(key.removesuffix("/index.json"), lambda k=key: _plan_parts(ctx, k))
     for key in (k for k in keys if k.endswith("/report/manifest.json")):
         run_id = key.split("/")[1]
         names = Manifest.model_validate_json(ctx.store.get_bytes(key)).outputs
