@@ -7,7 +7,7 @@ from typing import Any
 
 from leverplus.errors import ConfigError
 
-__all__ = ["autocast_dtype", "torch_device"]
+__all__ = ["autocast_dtype", "precision_name", "torch_device"]
 
 
 def torch_device(setting: str) -> str:
@@ -29,3 +29,10 @@ def autocast_dtype(precision: str, device: str) -> Any:
     if precision == "auto":
         precision = "bf16" if device.startswith("cuda") else "fp32"
     return torch.bfloat16 if precision == "bf16" else None
+
+
+def precision_name(dtype: Any) -> str:
+    """The policy.precision an autocast dtype stands for (what checkpoints and logs record)."""
+    import torch
+
+    return {None: "fp32", torch.bfloat16: "bf16"}[dtype]

@@ -163,10 +163,8 @@ class TowerView(PointerSelector):
         self.adapter = adapter
 
     def features(self, x: torch.Tensor | TowerInputs) -> torch.Tensor:
-        if not isinstance(x, TowerInputs):
-            raise TypeError(f"a clip-lora policy was given {type(x).__name__} (use StageContext.policy_inputs)")
         with self.towers.using(self.adapter):
-            return self.towers(x)
+            return super().features(x)
 
 
 def frozen_copy(net: PointerSelector) -> PointerSelector:

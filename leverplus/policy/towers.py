@@ -113,16 +113,7 @@ class ClipTowers(nn.Module):
         """Adapters `state` (as `adapter_state` gives them) as a frozen second adapter `name` on the same base: GRPO's
         reference, or another checkpoint evaluated on this base. The base is shared, not copied (at ViT-B/32 it is
         ~150 M parameters, adapters ~1 M). A name in use is replaced."""
-        from peft import set_peft_model_state_dict
-
-        from leverplus.policy.strict import check_state
-
-        check_state(self.adapter_state(), state, f"{where} (adapters)")  # the same targets and rank as ours
-        if name in self.clip.peft_config:
-            self.clip.delete_adapter(name)
-        self.clip.add_adapter(name, self.clip.peft_config[ADAPTER])
-        set_peft_model_state_dict(self.clip, state, adapter_name=name)
-        self.clip.set_adapter(ADAPTER)  # the policy's adapters train, a frozen one never does
+        self._set_adapter_state(name, state, where)
 
     @contextmanager
     def using(self, name: str) -> Iterator[None]:
@@ -148,13 +139,21 @@ class ClipTowers(nn.Module):
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], where: str) -> None:
         """Strict: the adapters of exactly these targets and rank, or an error naming `where`."""
+        self._set_adapter_state(ADAPTER, state, where)
+
+    def _set_adapter_state(self, name: str, state: dict[str, torch.Tensor], where: str) -> None:
         from peft import set_peft_model_state_dict
 
         from leverplus.errors import IntegrityError
         from leverplus.policy.strict import check_state
 
-        check_state(self.adapter_state(), state, f"{where} (adapters)")
-        result = set_peft_model_state_dict(self.clip, state, adapter_name=ADAPTER)
+        check_state(self.adapter_state(), state, f"{where} (adapters)")  # every adapter has the policy's shapes
+        if name != ADAPTER:  # a frozen adapter beside the policy's, (re)made with its targets and rank
+            if name in self.clip.peft_config:
+                self.clip.delete_adapter(name)
+            self.clip.add_adapter(name, self.clip.peft_config[ADAPTER])
+            self.clip.set_adapter(ADAPTER)  # the policy's adapters train, a frozen one never does
+        result = set_peft_model_state_dict(self.clip, state, adapter_name=name)
         if getattr(result, "unexpected_keys", None):
             raise IntegrityError(f"{where}: adapter keys not loaded {result.unexpected_keys[:3]}")
 

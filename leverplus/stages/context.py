@@ -89,11 +89,11 @@ class StageContext:
         parameters gain nothing from a GPU, and cpu keeps its runs bit-identical on every machine)."""
         if net.towers is None:
             return net
-        from leverplus.device import autocast_dtype, torch_device
+        from leverplus.device import autocast_dtype, precision_name, torch_device
 
         device = torch_device(self.settings.run.device)
         net.towers.autocast = autocast_dtype(self.settings.policy.precision, device)
-        self.log.info("policy placed", device=device, precision=str(net.towers.autocast or "fp32"))
+        self.log.info("policy placed", device=device, precision=precision_name(net.towers.autocast))
         net.towers.to(device)  # a view's towers are not its submodule (policy/network.py TowerView)
         return net.to(device)
 

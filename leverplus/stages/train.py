@@ -65,8 +65,9 @@ def _save(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, *
 
 def _placement(net: PointerSelector) -> dict[str, str]:
     """Where a clip-lora policy trained and in what arithmetic (the report states it)."""
-    precision = {None: "fp32", torch.bfloat16: "bf16"}[net.towers.autocast]
-    return {"device": net.device.type, "precision": precision}
+    from leverplus.device import precision_name
+
+    return {"device": net.device.type, "precision": precision_name(net.towers.autocast)}
 
 
 def _save_final(ctx: StageContext, net: PointerSelector, prefix: str, curve: _Curve, **provenance: Any) -> str:
