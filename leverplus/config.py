@@ -165,6 +165,12 @@ class PolicySettings(_Group):
         "image and text towers (features.model) inside the policy, their attention projections fine-tuned with LoRA "
         "adapters (peft) in SFT, RCE and GRPO; checkpoints hold the adapters and the head, never the base weights.",
     )
+    prior: bool = Field(
+        False,
+        description="Give the selector MMR as a learned residual (a·cos(query, item) − b·max cos(item, picked) added "
+        "to each step's scores, starting at MMR): training departs from the strong heuristic instead of first "
+        "rediscovering similarity through its projections. Checkpoints record it.",
+    )
     lora_rank: int = Field(8, ge=1, description="Rank of the clip-lora adapters.")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA alpha of the clip-lora adapters (scale alpha / rank).")
     image_cache_images: int = Field(
@@ -183,10 +189,18 @@ class PolicySettings(_Group):
 
 
 class PoolSettings(_Group):
-    sampler: Literal["random", "similarity", "stratified"] = Field(
+    sampler: Literal["random", "similarity", "stratified", "retrieved"] = Field(
         "stratified",
         description="How each query's candidate pool is drawn from the train split. stratified takes a few from "
-        "each similarity decile, as the lab's RL groups did.",
+        "each similarity decile, as the lab's RL groups did; retrieved is the two-stage design a practitioner uses "
+        "(the top of the similarity ranking, plus pool.diversity_share from the rest).",
+    )
+    diversity_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="retrieved sampler: share of the pool drawn (stratified) from beyond the top ranks, so a "
+        "selector can reach items that similarity alone ranks low.",
     )
     size: int = Field(64, ge=1, description="ICDs in each query's candidate pool (the lab's K was 64 for SFT).")
     seed: int = Field(0, description="Seed of the random and stratified samplers.")
@@ -197,6 +211,17 @@ class RLSettings(_Group):
     train_shots: int = Field(2, ge=1, description="ICDs in each candidate sequence.")
     policy_fraction: float = Field(
         0.5, ge=0, le=1, description="Share of candidates sampled from the policy; the rest are uniform random."
+    )
+    heuristic_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of candidates from the strong heuristics and their neighbours: the pool's similarity "
+        "top-k, MMR at several λ, and their one-item swaps and reorderings, so a group compares good with better "
+        "instead of relevant with random. policy_fraction + heuristic_fraction <= 1; the rest are uniform random.",
+    )
+    policy_temperature: float = Field(
+        1.0, gt=0, description="Softmax temperature of the policy's candidate samples (< 1: closer to its greedy)."
     )
     hard_threshold: float = Field(
         0.0, ge=0, lt=1, description="A candidate is correct when its VQA accuracy exceeds this (lab: > 0)."
@@ -256,6 +281,10 @@ class RLSettings(_Group):
     def _band_ordered(self) -> RLSettings:
         if self.min_pos_ratio > self.max_pos_ratio:
             raise ValueError(f"min_pos_ratio ({self.min_pos_ratio}) exceeds max_pos_ratio ({self.max_pos_ratio})")
+        if self.policy_fraction + self.heuristic_fraction > 1:
+            raise ValueError(
+                f"policy_fraction ({self.policy_fraction}) + heuristic_fraction ({self.heuristic_fraction}) exceeds 1"
+            )
         return self
 
 
@@ -280,6 +309,13 @@ class EvalSettings(_Group):
         "official", description="official: the VQAv2 evaluator's rules; lenient: always normalise answers."
     )
     bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples for intervals and paired tests.")
+    mmr_lambda: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The mmr baseline's trade-off: λ·relevance − (1−λ)·redundancy (1 is similarity top-k). Choose it "
+        "on a dev split of train questions (benchmarks/selector_study.py), never on eval questions.",
+    )
 
     @field_validator("shots")
     @classmethod

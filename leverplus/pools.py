@@ -5,6 +5,8 @@ with the query and the same sampler builds pools at evaluation.
   random      uniform without replacement
   similarity  the top-`size` by cosine of the joint (image+question) embedding
   stratified  rank by similarity, cut into deciles, draw size/10 at random from each (the lab's RL groups)
+  retrieved   the standard two-stage design: the top of the similarity ranking, with a share `diversity` of the
+              pool drawn by the stratified rule from the rest of the ranking (0: plain top-`size`)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from leverplus.features import FeatureTable
 
 __all__ = ["SAMPLERS", "build_pools", "check_pool", "check_shots", "rank_by_similarity"]
 
-SAMPLERS = ("random", "similarity", "stratified")
+SAMPLERS = ("random", "similarity", "stratified", "retrieved")
 _CHUNK = 256  # queries per similarity block, so memory stays bounded on a 443k-item train split
 
 
@@ -46,9 +48,11 @@ def build_pools(
     size: int,
     seed: int,
     image_of: Mapping[int, int],
+    diversity: float = 0.0,
 ) -> dict[int, list[int]]:
     """Pool (ICD question_ids) for each query. Deterministic given the seed and each query's id. `image_of` maps
-    question_ids (queries and ICDs) to image ids; ICDs on the query's image are excluded."""
+    question_ids (queries and ICDs) to image ids; ICDs on the query's image are excluded. `diversity` is the share
+    of a `retrieved` pool drawn from beyond its top ranks."""
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown pool sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
     icd_ids = icds.question_ids
@@ -71,6 +75,9 @@ def build_pools(
                 )
             if sampler == "similarity":
                 picked = order[:size]
+            elif sampler == "retrieved":
+                top = size - round(diversity * size)
+                picked = np.concatenate([order[:top], _stratified(order[top:], size - top, rng)])
             elif sampler == "random":
                 picked = rng.choice(order, size=size, replace=False)
             else:

@@ -104,7 +104,7 @@ class Candidate(_Record):
     accuracy: float  # official VQA accuracy in [0, 1]
     correct: bool  # accuracy > rl.hard_threshold
     answer_prob: float | None = None
-    source: Literal["policy", "random"]
+    source: Literal["policy", "heuristic", "random"]
 
 
 class CandidateGroup(_Record):

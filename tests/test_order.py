@@ -43,14 +43,14 @@ def test_eval_places_the_policys_picks_where_training_reads_them(world) -> None:
 
 
 def test_rl_candidates_from_the_policy_are_stored_in_prompt_order(world) -> None:
-    ctx = world("score")
+    ctx = world("score", **{"rl.policy_fraction": 1.0})
     plan = run_plan(ctx, "eval", eval_plan_key("r"), "r")
     net = _net(ctx.features("train").dim, sharp=True)
     train = ctx.features("train")
     for q in plan.shards[0][:5]:  # eval-plan queries and pools stand in for a round's (same shapes)
         batch = make_batch([q.question_id], [q.pool], ctx.features("val"), train)
         greedy = net.select(batch.query, batch.pool, batch.mask, 2)[0].tolist()
-        seqs = candidate_sequences(q, 1, 2, 1.0, net, _ValQueries(ctx), seed=0)
+        seqs = candidate_sequences(q, 1, 2, net, _ValQueries(ctx), seed=0)
         assert seqs[0][1] == "policy"
         assert sequences_to_actions([q.pool], [seqs[0][0]])[0].tolist() == greedy
 

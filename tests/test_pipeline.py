@@ -12,6 +12,7 @@ import pytest
 
 from leverplus.cli import build_parser
 from leverplus.pipeline import PIPELINES
+from leverplus.report.science import HEURISTICS
 
 TINY = """\
 data: {synth_train: 600, synth_val: 120}
@@ -97,11 +98,15 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     assert set(metrics["data"]) >= {"queries", "candidates", "positive_ratio"} and metrics["data"]["queries"] > 0
     seeds = {f"policy-seed{s}" for s in range(1, metrics["training"]["seeds"])}
     assert metrics["training"]["seeds"] == 3  # the embedded profile's seeds
-    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"} | seeds
-    assert set(metrics["paired"]) == {"policy_vs_sft", "policy_vs_rce", "policy_vs_similarity"}
+    assert (
+        set(metrics["eval"])
+        == {"policy", "rce", "sft", "random", "similarity", "mmr", "retrieval", "zero-shot"} | seeds
+    )
+    assert set(metrics["paired"]) == {f"policy_vs_{x}" for x in ("sft", "rce", "similarity", "mmr", "retrieval")}
     assert set(metrics["seeds"]) == set(metrics["eval"]["policy"]) and metrics["seeds"]["1"]["seeds"] == 3
     ceilings = metrics["ceilings"]["2"]["expected_accuracy"]
-    assert ceilings["best in pool"] >= max(v for k, v in ceilings.items() if k != "best in pool")
+    in_pool = [v for k, v in ceilings.items() if k not in ("best in pool", "retrieval")]  # retrieval has no pool
+    assert ceilings["best in pool"] >= max(in_pool) and metrics["ceilings"]["2"]["best_heuristic"] in HEURISTICS
     assert set(metrics["curves"]) == {"sft", "rce", "grpo"} and metrics["eval_plan"]["sampler"] == "stratified"
     assert "runs/run-0001/settings/grpo.yaml" in metrics["settings_files"]
     shot1 = metrics["eval"]["policy"]["1"]
@@ -189,7 +194,10 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
     assert {c["prediction"] for g in groups for c in g["candidates"]} <= {"yes", "no", "2", "red", "circle"}
     metrics = json.loads((store / "runs/run-0001/report/metrics.json").read_text())
     seeds = {f"policy-seed{s}" for s in range(1, metrics["training"]["seeds"])}
-    assert set(metrics["eval"]) == {"policy", "rce", "sft", "random", "similarity", "zero-shot"} | seeds
+    assert (
+        set(metrics["eval"])
+        == {"policy", "rce", "sft", "random", "similarity", "mmr", "retrieval", "zero-shot"} | seeds
+    )
     assert metrics["ceilings"] == {}  # a real LVLM cannot know its own expected accuracy
     assert metrics["eval"]["policy"]["1"]["n"] == 8
     assert summary["report_uri"].endswith("report.md")

@@ -18,9 +18,9 @@ from leverplus.store import LocalStore
 D, P = 12, 7  # tiny: feature dim and pool size
 
 
-def _net(seed: int = 0) -> PointerSelector:
+def _net(seed: int = 0, prior: bool = False) -> PointerSelector:
     torch.manual_seed(seed)
-    return PointerSelector(PolicyConfig(feature_dim=D, hidden=16, heads=2))
+    return PointerSelector(PolicyConfig(feature_dim=D, hidden=16, heads=2, prior=prior))
 
 
 def _inputs(batch: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -31,21 +31,45 @@ def _inputs(batch: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def test_log_prob_is_the_sum_of_step_log_softmax() -> None:
-    net, (q, pool, mask) = _net(), _inputs()
+@pytest.mark.parametrize("prior", [False, True])
+def test_log_prob_is_the_sum_of_step_log_softmax(prior: bool) -> None:
+    net, (q, pool, mask) = _net(prior=prior), _inputs()
+    if prior:  # the prior reads unit-norm features, as stored features and the towers' output are
+        q, pool = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(pool, dim=-1)
     actions = torch.tensor([[2, 0], [6, 3], [1, 5]])
     total = net.log_prob(q, pool, mask, actions)
-    # Recompute step by step, masking chosen items, for row 1.
-    state, items, keys = net.encode(q[1:2], pool[1:2], mask[1:2])
-    available, manual = mask[1:2].clone(), 0.0
+    # Recompute row 1 step by step as the module docstring writes it: scaled cosine of keys with the state, plus
+    # (prior) a·relevance − b·redundancy, masking chosen items.
+    items = net.embed_item(pool[1])  # (P, H)
+    state = net.embed_query(q[1:2]) + net.attend(net.embed_query(q[1:2])[None], items[None], items[None])[0][0]
+    keys = torch.nn.functional.normalize(net.to_key(items), dim=-1)
+    available, picked, manual = mask[1].clone(), [], 0.0
     for a in actions[1].tolist():
-        step = net.step_log_probs(state, keys, available)
-        manual += float(step[0, a])
-        available[0, a] = False
-        state = net.gate(items[0:1, a], state)
+        direction = torch.nn.functional.normalize(net.to_query(state), dim=-1)[0]
+        logits = net.log_scale.exp() * (keys @ direction)
+        if prior:
+            redundancy = torch.stack([pool[1] @ pool[1, j] for j in picked]).max(0).values if picked else 0.0
+            logits = logits + net.prior_weights[0] * (pool[1] @ q[1]) - net.prior_weights[1] * redundancy
+        manual += float(torch.log_softmax(logits.masked_fill(~available, float("-inf")), dim=-1)[a])
+        available[a] = False
+        picked.append(a)
+        state = net.gate(items[a : a + 1], state)
     assert float(total[1]) == pytest.approx(manual, rel=1e-5)
-    probs = torch.exp(net.step_log_probs(*net.encode(q, pool, mask)[::2], mask))
+    probs = torch.exp(net.step_log_probs(net.encode(q, pool, mask)))
     assert torch.allclose(probs.sum(-1), torch.ones(3)) and float(probs[0, -2:].sum()) == 0.0
+
+
+def test_the_prior_starts_the_policy_at_mmr() -> None:
+    """At init a prior policy's greedy picks follow MMR at λ = a / (a + b) wherever its learned term is small."""
+    from leverplus.heuristics import mmr
+
+    net, (q, pool, mask) = _net(prior=True), _inputs(batch=16)
+    q, pool = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(pool, dim=-1)
+    with torch.no_grad():
+        net.log_scale.fill_(-20.0)  # the learned term off
+        a, b = net.prior_weights.tolist()
+    picks = net.select(q, pool, torch.ones_like(mask), 3).tolist()
+    assert picks == [mmr(q[i].numpy(), pool[i].numpy(), 3, a / (a + b)) for i in range(16)]
 
 
 def test_select_gives_distinct_items_inside_the_pool_and_any_number_of_shots() -> None:

@@ -18,7 +18,7 @@ def _table(n: int, seed: int = 0, split: str = "train") -> FeatureTable:
     )
 
 
-@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified"])
+@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified", "retrieved"])
 def test_pools_have_the_size_never_hold_the_query_and_are_deterministic(sampler: str) -> None:
     table = _table(200)
     queries = [100, 150, 299]
@@ -38,7 +38,20 @@ def test_similarity_pool_is_the_top_k_and_stratified_spans_deciles() -> None:
     assert sorted(set(deciles)) == list(range(10)) and all(deciles.count(d) == 2 for d in range(10))
 
 
-@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified"])
+def test_retrieved_pool_is_the_top_with_a_diversity_share_from_the_rest() -> None:
+    table = _table(200)
+    sims = table.joint() @ table.joint([120])[0]
+    ranked = [int(table.question_ids[i]) for i in np.argsort(-sims) if table.question_ids[i] != 120]
+    plain = build_pools([120], table, table, "retrieved", 20, 0, image_of={})[120]
+    assert sorted(plain) == sorted(ranked[:20])  # diversity 0: the top-20, as a practitioner retrieves
+    mixed = build_pools([120], table, table, "retrieved", 20, 0, image_of={}, diversity=0.25)[120]
+    ranks = sorted(ranked.index(i) for i in mixed)
+    assert ranks[:15] == list(range(15))  # 15 from the top ...
+    assert len(set(mixed)) == 20 and min(ranks[15:]) >= 15  # ... and 5 from the rest, spread over its deciles
+    assert max(ranks[15:]) > len(ranked) // 2
+
+
+@pytest.mark.parametrize("sampler", ["random", "similarity", "stratified", "retrieved"])
 def test_no_pool_holds_a_question_on_the_querys_image(sampler: str) -> None:
     table = _table(200)
     image_of = {int(q): int(q) // 3 for q in table.question_ids}  # three questions per image, as on VQAv2

@@ -21,7 +21,7 @@ import numpy as np
 from leverplus.data.schemas import VQARecord
 from leverplus.lvlm.sim import SimLVLM
 
-__all__ = ["EXHAUSTIVE_LIMIT", "best_in_pool", "mean_random"]
+__all__ = ["EXHAUSTIVE_LIMIT", "best_in_pool", "best_sequence", "mean_random"]
 
 EXHAUSTIVE_LIMIT = 40_000  # ordered sequences per question and shot count searched exhaustively
 BEAM_WIDTH = 32
@@ -29,11 +29,18 @@ BEAM_WIDTH = 32
 
 def best_in_pool(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: int) -> float:
     """Best expected accuracy of an ordered k-sequence of distinct pool items."""
+    return best_sequence(sim, query, pool, k)[0]
+
+
+def best_sequence(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: int) -> tuple[float, list[int]]:
+    """The ordered k-sequence of distinct pool items (pool indices, prompt order) with the best expected accuracy,
+    and that accuracy."""
     if k == 0:
-        return sim.expected_accuracy(query, [])
+        return sim.expected_accuracy(query, []), []
     if math.perm(len(pool), k) <= EXHAUSTIVE_LIMIT:
         seqs = np.array(list(itertools.permutations(range(len(pool)), k)))
-        return float(sim.expected_accuracy_many(query, pool, seqs).max())
+        scores = sim.expected_accuracy_many(query, pool, seqs)
+        return float(scores.max()), seqs[int(np.argmax(scores))].tolist()
     beams = np.zeros((1, 0), dtype=int)
     for _ in range(k):
         # Prepend every unused item to every beam: each new pick goes to the far end of the prompt, so the first
@@ -45,7 +52,7 @@ def best_in_pool(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: i
         scores = sim.expected_accuracy_many(query, pool, grown)
         keep = np.argsort(-scores, kind="stable")[:BEAM_WIDTH]
         beams, best = grown[keep], float(scores[keep[0]])
-    return best
+    return best, beams[0].tolist()
 
 
 def mean_random(

@@ -3,6 +3,13 @@
 The query embedding attends over the pool's embeddings to form a state; then, step by step, every pool item is
 scored by scaled cosine with the state, one is picked, it is masked, and a GRU gate folds it into the state. It can
 emit any number of shots up to the pool size. Sequence log-probability = sum of per-step log-softmax scores.
+
+With `prior` (policy.prior), each step's score also carries MMR as a residual, on the features themselves:
+
+    logit_i = scale · cos(key_i, state) + a · cos(query, item_i) − b · max_{j picked} cos(item_i, item_j)
+
+a and b are learned, starting where the policy picks like MMR, so training starts from the strong heuristic and
+learns where to depart from it, instead of having to rediscover similarity through its projections first.
 """
 
 from __future__ import annotations
@@ -18,10 +25,27 @@ from torch import nn
 from leverplus.policy.towers import ADAPTER, ClipTowers, TowerInputs
 
 REFERENCE = "reference"  # the frozen adapter GRPO's reference reads
+# (a, b) at init: the features' cosines between retrieved items differ by hundredths, so a is large enough that
+# similarity ranks sharply; a = 2b is MMR at λ = 2/3.
+PRIOR_INIT = (40.0, 20.0)
 
 Features = torch.Tensor | TowerInputs
 
 __all__ = ["PointerSelector", "PolicyConfig", "TowerView", "frozen_copy"]
+
+
+@dataclass
+class _Decoding:
+    """Where a decoding stands: the state, the items' embeddings and keys, what is still available, and (prior) the
+    features, each item's relevance to the query and its redundancy with what has been picked."""
+
+    state: torch.Tensor  # (B, H)
+    items: torch.Tensor  # (B, P, H)
+    keys: torch.Tensor  # (B, P, H)
+    available: torch.Tensor  # (B, P)
+    pool: torch.Tensor | None = None  # (B, P, D)
+    relevance: torch.Tensor | None = None  # (B, P)
+    redundancy: torch.Tensor | None = None  # (B, P)
 
 
 @dataclass(frozen=True)
@@ -30,6 +54,7 @@ class PolicyConfig:
     hidden: int = 128
     heads: int = 4
     init_scale: float = 10.0  # cosine logit scale at init: sharp enough to prefer, soft enough to explore
+    prior: bool = False  # the MMR residual above; False in checkpoints made before it (their weights lack it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +76,8 @@ class PointerSelector(nn.Module):
         self.to_key = nn.Linear(h, h)
         self.to_query = nn.Linear(h, h)
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
+        if config.prior:
+            self.prior_weights = nn.Parameter(torch.tensor(PRIOR_INIT))  # (a, b)
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """The pointer network's own weights, without the towers (saved apart: adapters only, never the base)."""
@@ -75,39 +102,48 @@ class PointerSelector(nn.Module):
             raise TypeError(f"a {kind} policy was given {type(x).__name__} (use StageContext.policy_inputs)")
         return self.towers(x) if isinstance(x, TowerInputs) else x
 
-    def encode(self, query: Features, pool: Features, pool_mask: torch.Tensor):  # noqa: ANN201
+    def encode(self, query: Features, pool: Features, pool_mask: torch.Tensor) -> _Decoding:
         """query (B, D), pool (B, P, D) features or the towers' inputs, pool_mask (B, P) True where an item exists
-        -> state, items, keys."""
+        -> the decoding's starting point."""
         query, pool = self.features(query), self.features(pool)
         items = self.embed_item(pool)  # (B, P, H)
         q = self.embed_query(query).unsqueeze(1)  # (B, 1, H)
         context, _ = self.attend(q, items, items, key_padding_mask=~pool_mask)  # (B, 1, H)
         state = (q + context).squeeze(1)  # (B, H)
         keys = F.normalize(self.to_key(items), dim=-1)  # (B, P, H)
-        return state, items, keys
+        if not self.policy_config.prior:
+            return _Decoding(state, items, keys, pool_mask.clone())
+        relevance = torch.einsum("bpd,bd->bp", pool, query)  # (B, P) cosines: the features are unit-norm
+        return _Decoding(state, items, keys, pool_mask.clone(), pool, relevance, torch.zeros_like(relevance))
 
-    def step_log_probs(self, state: torch.Tensor, keys: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+    def step_log_probs(self, d: _Decoding) -> torch.Tensor:
         """log-softmax over the still-available pool items. -> (B, P)"""
-        direction = F.normalize(self.to_query(state), dim=-1)  # (B, H)
-        logits = self.log_scale.exp() * torch.einsum("bph,bh->bp", keys, direction)
-        return torch.log_softmax(logits.masked_fill(~available, float("-inf")), dim=-1)
+        direction = F.normalize(self.to_query(d.state), dim=-1)  # (B, H)
+        logits = self.log_scale.exp() * torch.einsum("bph,bh->bp", d.keys, direction)
+        if d.relevance is not None:
+            a, b = self.prior_weights
+            logits = logits + a * d.relevance - b * d.redundancy
+        return torch.log_softmax(logits.masked_fill(~d.available, float("-inf")), dim=-1)
 
-    def _advance(self, state: torch.Tensor, items: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
-        chosen = items[torch.arange(items.shape[0], device=items.device), picked]  # (B, H)
-        return self.gate(chosen, state)
+    def _advance(self, d: _Decoding, picked: torch.Tensor, first: bool) -> None:
+        """Fold the picked items (B,) into the state, mask them, and (prior) update each item's redundancy."""
+        rows = torch.arange(d.items.shape[0], device=d.items.device)
+        d.state = self.gate(d.items[rows, picked], d.state)
+        d.available = d.available.clone()
+        d.available[rows, picked] = False
+        if d.pool is not None:
+            similar = torch.einsum("bpd,bd->bp", d.pool, d.pool[rows, picked])  # (B, P)
+            d.redundancy = similar if first else torch.maximum(d.redundancy, similar)
 
     def log_prob(self, query: Features, pool: Features, pool_mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Sequence log-probability of given picks. actions (B, T) pool indices in prompt order -> (B,)"""
-        state, items, keys = self.encode(query, pool, pool_mask)
-        available = pool_mask.clone()
+        d = self.encode(query, pool, pool_mask)
         total = torch.zeros(pool_mask.shape[0], device=pool_mask.device)
         rows = torch.arange(pool_mask.shape[0], device=pool_mask.device)
         for t in range(actions.shape[1]):
-            step = self.step_log_probs(state, keys, available)  # (B, P)
+            step = self.step_log_probs(d)  # (B, P)
             total = total + step[rows, actions[:, t]]
-            available = available.clone()
-            available[rows, actions[:, t]] = False
-            state = self._advance(state, items, actions[:, t])
+            self._advance(d, actions[:, t], first=t == 0)
         return total
 
     @torch.no_grad()
@@ -119,19 +155,18 @@ class PointerSelector(nn.Module):
         shots: int,
         greedy: bool = True,
         generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """Pick `shots` distinct pool items per query, greedily or by sampling. -> (B, shots) pool indices"""
-        state, items, keys = self.encode(query, pool, pool_mask)
-        available = pool_mask.clone()
-        rows = torch.arange(pool_mask.shape[0], device=pool_mask.device)
+        """Pick `shots` distinct pool items per query, greedily or by sampling at a temperature. -> (B, shots) pool
+        indices"""
+        d = self.encode(query, pool, pool_mask)
         picks = []
-        for _ in range(shots):
-            step = self.step_log_probs(state, keys, available)
-            probs = step.exp()
+        for t in range(shots):
+            step = self.step_log_probs(d)
+            probs = step.exp() if temperature == 1.0 else torch.softmax(step / temperature, dim=-1)
             picked = probs.argmax(dim=-1) if greedy else _sample(probs, generator)
             picks.append(picked)
-            available[rows, picked] = False
-            state = self._advance(state, items, picked)
+            self._advance(d, picked, first=t == 0)
         return torch.stack(picks, dim=1) if picks else pool_mask.new_zeros(pool_mask.shape[0], 0, dtype=torch.long)
 
     @property

@@ -20,6 +20,7 @@ from leverplus.stages.layout import checkpoint_prefix
 
 __all__ = [
     "COMPARED",
+    "HEURISTICS",
     "checkpoint_configs",
     "paired_families",
     "seed_spread",
@@ -27,7 +28,9 @@ __all__ = [
     "training_curves",
 ]
 
-COMPARED = ("sft", "rce", "similarity")  # what the trained policy is tested against, each across shot counts
+HEURISTICS = ("similarity", "mmr", "retrieval")  # the non-learned selectors a practitioner would use instead
+MIN_HEADROOM = 0.5  # points: below it a share of the headroom is a ratio of rounding noise
+COMPARED = ("sft", "rce", *HEURISTICS)  # what the trained policy is tested against, each across shot counts
 Grouped = dict[tuple[str, int], list[EvalRecord]]
 
 
@@ -82,8 +85,9 @@ def sim_ceilings(
     ctx: StageContext, split_name: str, questions: list[PlannedQuery], grouped: Grouped, shots: list[int]
 ) -> dict[str, dict[str, Any]]:
     """Noise-free expected accuracy (sim backend only) of every system's actual prompts, beside the best sequence
-    in each pool, random draws and the InfoScore teacher; and the share of the headroom over similarity that each
-    trained system captured. Empty for other backends, which cannot know their own expected accuracy."""
+    in each pool, random draws and the InfoScore teacher; and the share of the headroom between the best heuristic
+    (similarity, MMR or global retrieval, whichever is best at that shot count) and the best sequence in the pool
+    that each other system captured. Empty for other backends, which cannot know their own expected accuracy."""
     from leverplus.lvlm.ceilings import best_in_pool, mean_random
     from leverplus.lvlm.sim import SimLVLM
     from leverplus.stages.sft_data import infoscore_beams
@@ -112,16 +116,23 @@ def sim_ceilings(
     out: dict[str, dict[str, Any]] = {}
     for k in shots:
         row = {name: round(100 * float(np.mean(v[k])), 2) for name, v in {**refs, **systems}.items() if v[k]}
-        best, similar = row["best in pool"], row.get("similarity")
-        captured = {}
-        if similar is not None and best > similar:
-            captured = {
-                name: round((row[name] - similar) / (best - similar), 3)
-                for name in systems
-                if name not in ("similarity",) and name in row
-            }
-        out[str(k)] = {"expected_accuracy": row, "headroom_captured": captured}
+        out[str(k)] = {"expected_accuracy": row, **_headroom(row, list(systems))}
     return out
+
+
+def _headroom(row: dict[str, float], systems: list[str]) -> dict[str, Any]:
+    """The best heuristic at one shot count and the share of the headroom between it and the pool's best sequence
+    that each other system captured (none when the pool's best beats the heuristic by less than MIN_HEADROOM: the
+    pool is the limit, and no selector within it can gain)."""
+    heuristics = {name: row[name] for name in HEURISTICS if name in row}
+    if not heuristics:
+        return {"best_heuristic": None, "headroom_captured": {}}
+    name = max(heuristics, key=lambda n: (heuristics[n], n))
+    best, floor = row["best in pool"], heuristics[name]
+    captured = {}
+    if best - floor >= MIN_HEADROOM:
+        captured = {x: round((row[x] - floor) / (best - floor), 3) for x in systems if x != name and x in row}
+    return {"best_heuristic": name, "headroom_captured": captured}
 
 
 def _epoch_means(rows: list[dict[str, float]], prefix: str, names: tuple[str, ...]) -> dict[str, list[float]]:

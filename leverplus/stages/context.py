@@ -71,9 +71,10 @@ class StageContext:
 
         p = self.settings.policy
         if p.encoder == "frozen":
-            return PointerSelector(PolicyConfig(feature_dim=self.features(self.settings.data.train_split).dim))
+            dim = self.features(self.settings.data.train_split).dim
+            return PointerSelector(PolicyConfig(feature_dim=dim, prior=p.prior))
         towers = load_towers(self.settings.features.model, p.lora_rank, p.lora_alpha)
-        return self._place(PointerSelector(PolicyConfig(feature_dim=towers.dim), towers))
+        return self._place(PointerSelector(PolicyConfig(feature_dim=towers.dim, prior=p.prior), towers))
 
     def load_policy(self, uri_or_key: str, share: Any = None) -> tuple[Any, dict[str, Any]]:
         """A policy checkpoint; a clip-lora one on this machine's copy of its base (features.model), checked. With

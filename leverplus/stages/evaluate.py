@@ -7,6 +7,8 @@ from the same per-query pools.
   sft         the starting selector, greedy
   random      uniform from the pool (seeded per question and shot count)
   similarity  the pool's top-k by embedding cosine, the closest next to the query
+  mmr         the pool's k by maximal marginal relevance (eval.mmr_lambda), the first pick next to the query
+  retrieval   the top-k of the whole train split by embedding cosine (no pool): what a practitioner retrieves
 
 Every prompt built from picks goes through policy/order.py, the convention training uses.
   zero-shot   no ICDs (shot count 0)
@@ -18,12 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from leverplus.heuristics import mmr, retrieve
 from leverplus.lvlm.base import Request
 from leverplus.metrics import vqa_accuracy
 from leverplus.policy import PointerSelector
 from leverplus.policy.batch import make_batch
 from leverplus.policy.order import prompt_order
-from leverplus.pools import check_pool, check_shots, rank_by_similarity
+from leverplus.pools import check_pool, check_shots
 from leverplus.progress import progress
 from leverplus.records import EvalRecord, PlannedQuery
 from leverplus.stages.context import StageContext
@@ -32,7 +35,7 @@ from leverplus.stages.shards import shard_done, write_shard
 
 __all__ = ["SYSTEMS", "run_eval"]
 
-SYSTEMS = ("policy", "rce", "sft", "random", "similarity", "zero-shot")
+SYSTEMS = ("policy", "rce", "sft", "random", "similarity", "mmr", "retrieval", "zero-shot")
 Selector = Callable[[PlannedQuery, int], list[int]]
 
 
@@ -53,12 +56,26 @@ def _policy_selector(ctx: StageContext, net: PointerSelector, split: str, max_sh
     return select
 
 
-def _similarity_selector(ctx: StageContext, split: str) -> Selector:
+def _pool_selector(ctx: StageContext, split: str, lam: float) -> Selector:
+    """MMR within the pool at λ; λ = 1 is similarity top-k."""
     queries, train = ctx.features(split), ctx.features(ctx.settings.data.train_split)
 
     def select(q: PlannedQuery, k: int) -> list[int]:
-        order = rank_by_similarity(queries.joint([q.question_id])[0], train.joint(q.pool))
-        return prompt_order([q.pool[i] for i in order[:k].tolist()])
+        picks = mmr(queries.joint([q.question_id])[0], train.joint(q.pool), k, lam)
+        return prompt_order([q.pool[i] for i in picks])
+
+    return select
+
+
+def _retrieval_selector(ctx: StageContext, split: str, questions: list[PlannedQuery], longest: int) -> Selector:
+    """Global top-k, retrieved once per shard for the longest shot count (the k-shot choice is its first k)."""
+    train_split = ctx.settings.data.train_split
+    image_of = {r.question_id: r.image_id for name in {split, train_split} for r in ctx.split(name)}
+    ids = [q.question_id for q in questions]
+    top = retrieve(ids, ctx.features(split), ctx.features(train_split), longest, image_of) if longest else {}
+
+    def select(q: PlannedQuery, k: int) -> list[int]:
+        return prompt_order(top[q.question_id][:k])
 
     return select
 
@@ -101,7 +118,9 @@ def run_eval(
             selectors[name] = _policy_selector(ctx, net, part.split, longest)
     selectors |= {
         "random": _random_selector(s.eval.seed),
-        "similarity": _similarity_selector(ctx, part.split),
+        "similarity": _pool_selector(ctx, part.split, 1.0),
+        "mmr": _pool_selector(ctx, part.split, s.eval.mmr_lambda),
+        "retrieval": _retrieval_selector(ctx, part.split, questions, longest),
     }
     queries, train = ctx.split(part.split), ctx.split(s.data.train_split)
     records: list[EvalRecord] = []

@@ -122,6 +122,7 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         s.pool.size,
         s.pool.seed,
         image_of=image_of,
+        diversity=s.pool.diversity_share,
     )
     shard_size = _shard_size(ctx, round_or_run) if kind == "rl" else s.rl.shard_size
     planned = [PlannedQuery(question_id=q, pool=pools[q]) for q in query_ids]

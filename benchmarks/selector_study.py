@@ -1,0 +1,144 @@
+"""Pools and heuristics on a dev split of *train* questions, noise-free: what each pool design lets a selector reach,
+and which MMR λ the report's `mmr` baseline uses. Never touches evaluation questions.
+
+    python benchmarks/selector_study.py [--store leverplus-store] [--run run-0001] [--dev 300] [--out F.json]
+
+Needs a store where `make run` has run (the embedded default). The dev queries are the grpo_dev_sweep's: a seeded
+sample of train questions no round planned and no SFT anchor used. For each pool design (sampler, size, diversity
+share) it prints, per shot count, the simulator's expected accuracy of: similarity top-k within the pool, MMR within
+the pool at each λ, global retrieval (top-k of the whole train split, no pool), and the best sequence in the pool
+(exhaustive, or the ceilings' beam search); then the λ with the best mean over shots 2-4 on retrieved pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from grpo_dev_sweep import _dev_queries, _settings
+
+from leverplus.heuristics import mmr, retrieve
+from leverplus.lvlm.base import Request
+from leverplus.lvlm.ceilings import best_sequence
+from leverplus.metrics import holm_paired, vqa_accuracy
+from leverplus.policy.order import prompt_order
+from leverplus.pools import build_pools
+
+SHOTS = (1, 2, 3, 4)
+LAMBDAS = (0.3, 0.5, 0.7, 0.9)
+POOLS = (("stratified", 32, 0.0), ("retrieved", 32, 0.0), ("retrieved", 32, 0.25), ("retrieved", 64, 0.0))
+
+
+def _expected(ctx, qid: int, ids: list[int]) -> float:  # noqa: ANN001
+    train = ctx.split(ctx.settings.data.train_split)
+    return ctx.lvlm.expected_accuracy(train[qid], [train[i] for i in ids])
+
+
+def _measured(ctx, qid: int, ids: list[int]) -> float:  # noqa: ANN001
+    """VQA accuracy of the simulator's sampled answer: what an evaluation measures."""
+    train = ctx.split(ctx.settings.data.train_split)
+    query = train[qid]
+    answer = ctx.lvlm.answer([Request(query, tuple(train[i] for i in ids))])[0].prediction
+    return vqa_accuracy(answer, query.answers)
+
+
+Sequences = dict[str, dict[int, dict[int, list[int]]]]  # system -> shots -> question_id -> ICD ids, prompt order
+
+
+def pool_sequences(ctx, ids: list[int], sampler: str, size: int, diversity: float) -> Sequences:  # noqa: ANN001
+    """Each system's prompts on each dev query's pool: similarity, MMR at each λ, and the best sequence."""
+    s = ctx.settings
+    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
+    image_of = {r.question_id: r.image_id for r in train}
+    pools = build_pools(ids, feats, feats, sampler, size, s.pool.seed, image_of=image_of, diversity=diversity)
+    out: Sequences = {}
+    for qid in ids:
+        pool, query = pools[qid], feats.joint([qid])[0]
+        for lam in (1.0, *LAMBDAS):
+            name = "similarity" if lam == 1.0 else f"mmr λ={lam}"
+            picks = mmr(query, feats.joint(pool), max(SHOTS), lam)
+            for k in SHOTS:
+                out.setdefault(name, {}).setdefault(k, {})[qid] = prompt_order([pool[i] for i in picks[:k]])
+        for k in SHOTS:
+            seq = best_sequence(ctx.lvlm, train[qid], [train[i] for i in pool], k)[1]
+            out.setdefault("best in pool", {}).setdefault(k, {})[qid] = [pool[i] for i in seq]
+    return out
+
+
+def expected_table(ctx, seqs: Sequences) -> dict[str, dict[int, float]]:  # noqa: ANN001
+    return {
+        name: {k: 100 * float(np.mean([_expected(ctx, q, ids) for q, ids in by_q.items()])) for k, by_q in rows.items()}
+        for name, rows in seqs.items()
+    }
+
+
+def detectable(ctx, better: dict[int, dict[int, list[int]]], worse: dict[int, dict[int, list[int]]]) -> dict:  # noqa: ANN001
+    """The report's test (paired bootstrap on measured accuracy, Holm across shots) of one system against another
+    on these questions: can a difference of this size be called at all?"""
+    family = {
+        str(k): (
+            {q: _measured(ctx, q, ids) for q, ids in better[k].items()},
+            {q: _measured(ctx, q, ids) for q, ids in worse[k].items()},
+        )
+        for k in SHOTS
+    }
+    results = holm_paired(family, ctx.settings.eval.bootstrap_samples, ctx.settings.eval.seed)
+    return {
+        k: {"delta": round(100 * r.delta, 2), "ci": [round(100 * x, 2) for x in r.ci95], "significant": r.significant}
+        for k, r in results.items()
+    }
+
+
+def main() -> None:
+    from leverplus.stages.context import StageContext
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="leverplus-store")
+    parser.add_argument("--run", default="run-0001")
+    parser.add_argument("--dev", type=int, default=300, help="dev queries")
+    parser.add_argument("--out", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    ctx = StageContext(_settings(args.store), "benchmark")
+    s = ctx.settings
+    ids = [g.question_id for g in _dev_queries(ctx, args.run, args.dev)]
+    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
+    image_of = {r.question_id: r.image_id for r in train}
+    top = retrieve(ids, feats, feats, max(SHOTS), image_of)
+    retrieval = {k: 100 * float(np.mean([_expected(ctx, q, prompt_order(top[q][:k])) for q in ids])) for k in SHOTS}
+    print(f"{len(ids)} dev queries (unscored train questions); noise-free expected accuracy, %")
+    print("global retrieval: " + " / ".join(f"{retrieval[k]:.2f}" for k in SHOTS))
+    figures: dict[str, object] = {"dev_queries": len(ids), "retrieval": retrieval, "pools": {}}
+    for sampler, size, diversity in POOLS:
+        start = time.monotonic()
+        seqs = pool_sequences(ctx, ids, sampler, size, diversity)
+        rows = expected_table(ctx, seqs)
+        label = f"{sampler} {size}" + (f" diversity {diversity}" if sampler == "retrieved" else "")
+        figures["pools"][label] = rows  # type: ignore[index]
+        print(f"\n{label} ({time.monotonic() - start:.0f} s)")
+        print("| system | " + " | ".join(f"shot {k}" for k in SHOTS) + " |")
+        print("|---|" + "---:|" * len(SHOTS))
+        for name, by_k in rows.items():
+            print(f"| {name} | " + " | ".join(f"{by_k[k]:.2f}" for k in SHOTS) + " |")
+        oracle = detectable(ctx, seqs["best in pool"], seqs["mmr λ=0.5"])
+        figures["pools"][label]["oracle_vs_mmr_measured"] = oracle  # type: ignore[index]
+        print(
+            "best in pool vs mmr λ=0.5, measured as the report measures (Holm-corrected paired bootstrap): "
+            + "; ".join(
+                f"shot {k}: {v['delta']:+.2f} {v['ci']} {'called' if v['significant'] else 'not called'}"
+                for k, v in oracle.items()
+            )
+        )
+    retrieved = figures["pools"]["retrieved 32 diversity 0.0"]  # type: ignore[index]
+
+    best = max(LAMBDAS, key=lambda lam: np.mean([retrieved[f"mmr λ={lam}"][k] for k in (2, 3, 4)]))
+    figures["mmr_lambda"] = best
+    print(f"\nMMR λ with the best mean over shots 2-4 on retrieved pools of 32: {best}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(figures, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

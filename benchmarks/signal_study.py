@@ -1,0 +1,114 @@
+"""Which learning signal teaches the selector what the heuristics cannot: RCE -> GRPO on a store's balanced set under
+each reward mode, scored on a dev split of *train* questions beside the non-learned systems on the same pools.
+
+    python benchmarks/signal_study.py --store S [--run run-0001] [--rewards hard_plus_soft hard_plus_prob]
+                                      [--dev 300] [--seeds 1] [--out F.json]
+
+S is a store where `leverplus run balanced-v3` has run; the study takes that run's recorded settings (pools, sizes,
+training settings), so it trains exactly what the run trained, except for the reward mode (rewards are computed
+from stored candidate fields, so a mode needs no rescoring). The dev queries are unscored train questions with pools
+from the run's sampler (benchmarks/grpo_dev_sweep.py). Figures: the simulator's noise-free expected accuracy of
+the greedy k-shot prompts, k = 1..4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+from grpo_dev_sweep import SHOTS, _dev_queries, dev_accuracy
+
+from leverplus.config import load_settings
+from leverplus.heuristics import mmr, retrieve
+from leverplus.lvlm.ceilings import best_in_pool
+from leverplus.policy import load_policy
+from leverplus.policy.order import prompt_order
+from leverplus.policy.train import Group, train_grpo, train_rce
+from leverplus.run_record import recorded_settings
+from leverplus.store import open_store
+
+
+def run_settings(store: str, run_id: str, overrides: dict[str, object]):  # noqa: ANN201
+    found = recorded_settings(open_store(store), run_id, None)
+    if found is None:
+        raise SystemExit(f"{store}: run {run_id} has no recorded settings; run `leverplus run balanced-v3` there")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "settings.yaml")
+        with open(path, "wb") as out:
+            out.write(found[1])
+        return load_settings(path, {"store.uri": store, **overrides})
+
+
+def baselines(ctx, dev: list[Group]) -> dict[str, dict[int, float]]:  # noqa: ANN001
+    """Similarity, MMR (eval.mmr_lambda) and the best sequence within each dev pool; global retrieval."""
+    s = ctx.settings
+    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
+    image_of = {r.question_id: r.image_id for r in train}
+    top = retrieve([g.question_id for g in dev], feats, feats, max(SHOTS), image_of)
+    rows: dict[str, dict[int, list[float]]] = {}
+
+    def add(name: str, k: int, qid: int, ids: list[int]) -> None:
+        value = ctx.lvlm.expected_accuracy(train[qid], [train[i] for i in ids])
+        rows.setdefault(name, {}).setdefault(k, []).append(value)
+
+    for g in dev:
+        query, items = feats.joint([g.question_id])[0], feats.joint(g.pool)
+        by_name = {"similarity": 1.0, "mmr": s.eval.mmr_lambda}
+        picks = {name: mmr(query, items, max(SHOTS), lam) for name, lam in by_name.items()}
+        for k in SHOTS:
+            for name, p in picks.items():
+                add(name, k, g.question_id, prompt_order([g.pool[i] for i in p[:k]]))
+            add("retrieval", k, g.question_id, prompt_order(top[g.question_id][:k]))
+            best = best_in_pool(ctx.lvlm, train[g.question_id], [train[i] for i in g.pool], k)
+            rows.setdefault("best in pool", {}).setdefault(k, []).append(best)
+    return {name: {k: 100 * float(np.mean(v)) for k, v in by_k.items()} for name, by_k in rows.items()}
+
+
+def main() -> None:
+    from leverplus.stages.context import StageContext
+    from leverplus.stages.train import _groups, grpo_options, rce_options
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--run", default="run-0001")
+    parser.add_argument("--rewards", nargs="+", default=["hard_plus_soft", "hard_plus_prob"])
+    parser.add_argument("--dev", type=int, default=300, help="dev queries")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per reward mode")
+    parser.add_argument("--out", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    base = StageContext(run_settings(args.store, args.run, {}), "benchmark")
+    dev = _dev_queries(base, args.run, args.dev)
+    rows = baselines(base, dev)
+    sft = load_policy(base.checkpoint_store(f"runs/{args.run}/checkpoints/sft"))[0]
+    rows["SFT"] = dev_accuracy(base, sft, dev)
+    quiet = lambda step, metrics: None  # noqa: E731
+    for mode in args.rewards:
+        ctx = StageContext(run_settings(args.store, args.run, {"rl.reward_mode": mode}), "benchmark")
+        ctx._features, ctx._splits = base._features, base._splits  # the same tables: load them once
+        feats, rl = ctx.features(ctx.settings.data.train_split), ctx.settings.rl
+        groups, version = _groups(ctx, None)
+        for seed in range(args.seeds):
+            start = time.monotonic()
+            rce = train_rce(copy.deepcopy(sft).train(), groups, feats, feats, **rce_options(rl, seed), sink=quiet)
+            rows[f"RCE {mode} seed {seed}"] = dev_accuracy(ctx, rce, dev)
+            grpo = train_grpo(copy.deepcopy(rce).train(), groups, feats, feats, **grpo_options(rl, seed), sink=quiet)
+            rows[f"RCE -> GRPO {mode} seed {seed}"] = dev_accuracy(ctx, grpo, dev)
+            print(f"{mode} seed {seed}: {len(groups)} groups of {version}, {time.monotonic() - start:.0f} s")
+    print(f"\n{len(dev)} dev queries, pools `{base.settings.pool.sampler}` of {base.settings.pool.size}; noise-free %")
+    print("| system | " + " | ".join(f"shot {k}" for k in SHOTS) + " | mean 2-4 |")
+    print("|---|" + "---:|" * (len(SHOTS) + 1))
+    for name, acc in rows.items():
+        cells = " | ".join(f"{acc[k]:.2f}" for k in SHOTS)
+        print(f"| {name} | {cells} | {np.mean([acc[k] for k in (2, 3, 4)]):.2f} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
