@@ -46,7 +46,7 @@ _SERVICE_LINK = re.compile(
     r"^[A-Z0-9_]+?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$"
 )
 
-RewardMode = Literal["hard", "soft", "hard_plus_soft", "hard_plus_prob"]
+RewardMode = Literal["hard", "soft", "hard_plus_soft", "hard_plus_prob", "prob"]
 REWARD_MODES: tuple[str, ...] = RewardMode.__args__  # type: ignore[attr-defined]
 
 
@@ -166,7 +166,7 @@ class PolicySettings(_Group):
         "adapters (peft) in SFT, RCE and GRPO; checkpoints hold the adapters and the head, never the base weights.",
     )
     prior: bool = Field(
-        False,
+        True,
         description="Give the selector MMR as a learned residual (a·cos(query, item) − b·max cos(item, picked) added "
         "to each step's scores, starting at MMR): training departs from the strong heuristic instead of first "
         "rediscovering similarity through its projections. Checkpoints record it.",
@@ -190,10 +190,11 @@ class PolicySettings(_Group):
 
 class PoolSettings(_Group):
     sampler: Literal["random", "similarity", "stratified", "retrieved"] = Field(
-        "stratified",
-        description="How each query's candidate pool is drawn from the train split. stratified takes a few from "
-        "each similarity decile, as the lab's RL groups did; retrieved is the two-stage design a practitioner uses "
-        "(the top of the similarity ranking, plus pool.diversity_share from the rest).",
+        "retrieved",
+        description="How each query's candidate pool is drawn from the train split. retrieved (the two-stage design "
+        "a practitioner uses): the top of the similarity ranking, plus pool.diversity_share from the rest. "
+        "stratified (an ablation): a few from each similarity decile, as the lab's RL groups did; its pools miss "
+        "most of the best examples, so global retrieval beats any selector confined to them.",
     )
     diversity_share: float = Field(
         0.0,

@@ -107,7 +107,7 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     ceilings = metrics["ceilings"]["2"]["expected_accuracy"]
     in_pool = [v for k, v in ceilings.items() if k not in ("best in pool", "retrieval")]  # retrieval has no pool
     assert ceilings["best in pool"] >= max(in_pool) and metrics["ceilings"]["2"]["best_heuristic"] in HEURISTICS
-    assert set(metrics["curves"]) == {"sft", "rce", "grpo"} and metrics["eval_plan"]["sampler"] == "stratified"
+    assert set(metrics["curves"]) == {"sft", "rce", "grpo"} and metrics["eval_plan"]["sampler"] == "retrieved"
     assert "runs/run-0001/settings/grpo.yaml" in metrics["settings_files"]
     shot1 = metrics["eval"]["policy"]["1"]
     assert set(shot1) == {"accuracy", "ci95", "n", "per_answer_type"} and shot1["n"] == 120

@@ -145,13 +145,17 @@ def _candidate(**kw: object) -> Candidate:
 def test_reward_modes() -> None:
     c = _candidate()
     values = {mode: reward(c, mode, 1) for mode in REWARD_MODES}
-    assert values == pytest.approx({"hard": 1.0, "soft": 0.6, "hard_plus_soft": 1.6, "hard_plus_prob": 1.7})
+    assert values == pytest.approx(
+        {"hard": 1.0, "soft": 0.6, "hard_plus_soft": 1.6, "hard_plus_prob": 1.7, "prob": 0.7}
+    )
     assert reward(_candidate(correct=False, accuracy=0.0), "hard_plus_soft", 1) == 0.0
 
 
 def test_missing_fields_and_bad_values_are_errors_not_fallbacks() -> None:
     with pytest.raises(DataError, match="question_id 9: reward hard_plus_prob needs answer_prob"):
         reward(_candidate(answer_prob=None), "hard_plus_prob", 9)
+    with pytest.raises(DataError, match="question_id 9: reward prob needs answer_prob"):
+        reward(_candidate(answer_prob=None), "prob", 9)
     with pytest.raises(DataError, match="non-finite reward"):
         reward(_candidate(accuracy=float("nan")), "soft", 9)
     with pytest.raises(DataError, match="non-finite reward"):

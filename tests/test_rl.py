@@ -1,9 +1,12 @@
-"""RL works from a normal SFT policy: InfoScore beams -> SFT, one balanced round scored with that policy, then RCE ->
-GRPO at the embedded profile's RL settings (what the report's run uses) raise held-out expected accuracy above the
-SFT start, for every training seed, by more than the seed-to-seed spread.
+"""The trained selector beats what a practitioner would use instead: InfoScore beams -> SFT, one balanced round
+scored with that policy, then RCE -> GRPO at the embedded profile's settings (what the report's run uses); held out,
+every training seed beats global retrieval (the top-k of the whole train split) at 2-4 shots by more than the
+seed-to-seed spread.
 
-Held-out accuracy is the simulator's noise-free expected accuracy of the greedy k-shot choice (k = 1..4, the
-policy's first k picks with the first next to the query) on evaluation questions no stage trained on.
+Held-out accuracy is the simulator's noise-free expected accuracy of the greedy k-shot choice (the policy's first k
+picks with the first next to the query) on evaluation questions no stage trained on. At one shot the policy and
+retrieval both pick (about) the most similar item; from two shots on, a selector that conditions on its earlier
+picks can avoid near-duplicates, which a similarity ranking cannot.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from leverplus.heuristics import retrieve
 from leverplus.launch import _embedded_overlay
 from leverplus.policy import load_policy
 from leverplus.policy.batch import make_batch
@@ -33,11 +37,11 @@ SMALL = {  # the tiny world of conftest: 900 train / 150 val questions, pools of
     "sft.epochs": 15,
     "eval.num_questions": 150,
 }
-SHOTS = (1, 2, 3, 4)
+SHOTS = (2, 3, 4)
 
 
 def _held_out(ctx, ckpt: str) -> float:
-    """Mean over k = 1..4 of the noise-free expected accuracy of the greedy k-shot prompts."""
+    """Mean over k = 2..4 of the noise-free expected accuracy of the greedy k-shot prompts."""
     net, _ = load_policy(ctx.checkpoint_store(ckpt))
     plan = ctx.read_plan(eval_plan_key("rl-test"))
     queries = [q for shard in plan.shards for q in shard]
@@ -54,9 +58,22 @@ def _held_out(ctx, ckpt: str) -> float:
     return 100 * float(np.mean(scores))
 
 
-def test_rce_then_grpo_beat_a_normal_sft_start_by_more_than_the_seed_spread(world) -> None:
+def _retrieval(ctx) -> float:
+    """The same mean for global retrieval: each question's top-k of the whole train split, closest next to it."""
+    plan = ctx.read_plan(eval_plan_key("rl-test"))
+    ids = [q.question_id for shard in plan.shards for q in shard]
+    val, train = ctx.split("val"), ctx.split("train")
+    image_of = {r.question_id: r.image_id for split in (val, train) for r in split}
+    top = retrieve(ids, ctx.features("val"), ctx.features("train"), max(SHOTS), image_of)
+    scores = [
+        ctx.lvlm.expected_accuracy(val[q], [train[i] for i in prompt_order(top[q][:k])]) for q in ids for k in SHOTS
+    ]
+    return 100 * float(np.mean(scores))
+
+
+def test_the_trained_policy_beats_global_retrieval_held_out_for_every_seed(world) -> None:
     ctx = world("rl", **SMALL)
-    assert ctx.settings.rl.seeds >= 3 and ctx.settings.rl.grpo_lr == RL["rl.grpo_lr"]
+    assert ctx.settings.rl.seeds >= 3 and ctx.settings.policy.prior and ctx.settings.pool.sampler == "retrieved"
     sft_plan = run_plan(ctx, "sft", sft_plan_key("rl-test"), "rl-test")
     for shard in sft_plan.shard_ids():
         run_sft_data(ctx, "rl-test", shard)
@@ -70,11 +87,11 @@ def test_rce_then_grpo_beat_a_normal_sft_start_by_more_than_the_seed_spread(worl
     run_grpo(ctx, "rl-test", checkpoint_prefix("rl-test", "rce"))
 
     run_plan(ctx, "eval", eval_plan_key("rl-test"), "rl-test")
-    start = _held_out(ctx, sft)
+    retrieval, start = _retrieval(ctx), _held_out(ctx, sft)
     seeds = [_held_out(ctx, checkpoint_prefix("rl-test", "grpo", s)) for s in range(ctx.settings.rl.seeds)]
     spread = max(seeds) - min(seeds)
-    gains = [acc - start for acc in seeds]
-    assert min(gains) > spread, f"SFT {start:.2f}, GRPO seeds {seeds} (spread {spread:.2f})"
+    margins = [acc - retrieval for acc in seeds]
+    assert min(margins) > max(spread, 0.5), f"retrieval {retrieval:.2f}, SFT {start:.2f}, GRPO seeds {seeds}"
 
     before = load_policy(ctx.checkpoint_store(checkpoint_prefix("rl-test", "rce")))[0].state_dict()
     after = load_policy(ctx.checkpoint_store(checkpoint_prefix("rl-test", "grpo")))[0].state_dict()

@@ -178,20 +178,27 @@ def embedded_world(tmp_path_factory: pytest.TempPathFactory):
     return ctx, [q for shard in plan.shards for q in shard]
 
 
-def test_the_embedded_world_has_headroom_over_similarity(embedded_world) -> None:
-    """Independently of any training: the best sequence in each pool beats similarity retrieval by >= 3 points of
-    noise-free expected accuracy at shots 2-4, so a learned selector has something to find."""
+def test_the_embedded_world_has_headroom_over_similarity_in_retrieved_pools(embedded_world) -> None:
+    """Independently of any training, on the embedded default's retrieved pools: the best sequence in each pool
+    beats similarity top-k (here the same as global retrieval) by >= 1.5 points of noise-free expected accuracy at
+    shots 2-4, so a selector that conditions on its earlier picks has something to find; MMR finds most of it, which
+    is why the report tests the policy against MMR too."""
+    from leverplus.heuristics import mmr
     from leverplus.lvlm.ceilings import best_in_pool
 
     ctx, questions = embedded_world
+    assert ctx.settings.pool.sampler == "retrieved"
     train, val, sim = ctx.split("train"), ctx.split("val"), ctx.lvlm
     queries, icds = ctx.features("val"), ctx.features("train")
     for k in (2, 3, 4):
-        best, similar = [], []
+        best, similar, diverse = [], [], []
         for q in questions:
             pool = [train[i] for i in q.pool]
-            order = rank_by_similarity(queries.joint([q.question_id])[0], icds.joint(q.pool))
+            vec, items = queries.joint([q.question_id])[0], icds.joint(q.pool)
+            order = rank_by_similarity(vec, items)
             similar.append(sim.expected_accuracy(val[q.question_id], [pool[int(i)] for i in order[:k][::-1]]))
+            diverse.append(sim.expected_accuracy(val[q.question_id], [pool[i] for i in mmr(vec, items, k, 0.5)[::-1]]))
             best.append(best_in_pool(sim, val[q.question_id], pool, k))
         headroom = 100 * (np.mean(best) - np.mean(similar))
-        assert headroom >= 3, f"shot {k}: best-in-pool beats similarity by only {headroom:.1f} points"
+        assert headroom >= 1.5, f"shot {k}: best-in-pool beats similarity by only {headroom:.1f} points"
+        assert np.mean(similar) < np.mean(diverse) < np.mean(best)

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         stages_cmd,
         status_cmd,
         store_cmd,
+        study_cmd,
         workflows_cmd,
     )
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         run_cmd,
         status_cmd,
         store_cmd,
+        study_cmd,
         workflows_cmd,
     ):
         module.register(commands, common)

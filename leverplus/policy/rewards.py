@@ -10,7 +10,7 @@ from leverplus.records import Candidate
 
 __all__ = ["REWARD_MODES", "reward"]
 
-REWARD_MODES = ("hard", "soft", "hard_plus_soft", "hard_plus_prob")
+REWARD_MODES = ("hard", "soft", "hard_plus_soft", "hard_plus_prob", "prob")
 
 
 def reward(candidate: Candidate, mode: str, question_id: int) -> float:
@@ -20,10 +20,10 @@ def reward(candidate: Candidate, mode: str, question_id: int) -> float:
         value = candidate.accuracy
     elif mode == "hard_plus_soft":
         value = float(candidate.correct) + candidate.accuracy
-    elif mode == "hard_plus_prob":
+    elif mode in ("hard_plus_prob", "prob"):
         if candidate.answer_prob is None:
-            raise DataError(f"question_id {question_id}: reward hard_plus_prob needs answer_prob, which is missing")
-        value = float(candidate.correct) + candidate.answer_prob
+            raise DataError(f"question_id {question_id}: reward {mode} needs answer_prob, which is missing")
+        value = candidate.answer_prob + (float(candidate.correct) if mode == "hard_plus_prob" else 0.0)
     else:
         raise ConfigError(f"unknown reward mode {mode!r}; allowed: {', '.join(REWARD_MODES)}")
     if not math.isfinite(value):

@@ -66,8 +66,7 @@ def _ordered(results: dict[str, Any]) -> list[tuple[str, Any]]:
     return sorted(results.items(), key=lambda kv: int(kv[0]))
 
 
-def _paired_sentence(m: dict[str, Any], other: str, label: str) -> str:
-    results = m["paired"].get(f"policy_vs_{other}", {})
+def _paired_sentence(results: dict[str, Any], label: str) -> str:
     if not results:
         return ""
     deltas = ", ".join(f"{p['delta']:+.1f}" for _, p in _ordered(results))
@@ -96,10 +95,13 @@ def _best_heuristic(m: dict[str, Any]) -> str | None:
 def _summary(doc: Document, m: dict[str, Any]) -> None:
     """What RL bought, in one paragraph, from the numbers below it: against the SFT start and against the best
     non-learned system, measured and (sim) noise-free."""
-    parts = [_paired_sentence(m, "sft", "its SFT start")]
+    parts = [_paired_sentence(m["paired"].get("policy_vs_sft", {}), "its SFT start")]
     best = _best_heuristic(m)
     if best:
-        parts.append(_paired_sentence(m, best, f"the best non-learned system on these questions, `{best}`"))
+        label = f"the best non-learned system on these questions, `{best}`"
+        parts.append(_paired_sentence(m["paired"].get(f"policy_vs_{best}", {}), label))
+        noise_free = m.get("paired_noise_free", {}).get(f"policy_vs_{best}", {})
+        parts.append(_paired_sentence(noise_free, f"`{best}` on the simulator's expected accuracy (no answer noise)"))
     if m["ceilings"]:
         shots = sorted(m["ceilings"], key=int)
         ea = {k: m["ceilings"][k]["expected_accuracy"] for k in shots}
@@ -233,7 +235,26 @@ def _ceilings(doc: Document, m: dict[str, Any]) -> None:
                 ],
             )
         )
+    tests = m.get("paired_noise_free", {})
+    if tests:
+        doc.add(
+            Paragraph(
+                "The policy against each heuristic, paired on expected accuracy (the answer's sampling noise removed, "
+                "the questions' sampling kept), Holm-corrected across shot counts:"
+            ),
+            Table(
+                ["", *[f"shot {k}" for k in shots]],
+                [
+                    [family.replace("_", " "), *[_test_cell(results[k]) if k in results else "" for k in shots]]
+                    for family, results in tests.items()
+                ],
+            ),
+        )
     doc.add(Paragraph(SIM_SHOTS_NOTE.format(lvlm=m["lvlm"])))
+
+
+def _test_cell(p: dict[str, Any]) -> str:
+    return f"{p['delta']:+.2f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}] {_verdict(p)}"
 
 
 def _curves(doc: Document, m: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ __all__ = [
     "COMPARED",
     "HEURISTICS",
     "checkpoint_configs",
+    "expected_accuracies",
+    "noise_free_paired",
     "paired_families",
     "seed_spread",
     "sim_ceilings",
@@ -34,9 +36,25 @@ COMPARED = ("sft", "rce", *HEURISTICS)  # what the trained policy is tested agai
 Grouped = dict[tuple[str, int], list[EvalRecord]]
 
 
+def _paired(ctx: StageContext, family: dict[str, tuple[dict[int, float], dict[int, float]]]) -> dict[str, Any]:
+    s = ctx.settings.eval
+    results = holm_paired(family, s.bootstrap_samples, s.seed)
+    return {
+        k: {
+            "delta": round(100 * r.delta, 2),
+            "ci": [round(100 * x, 2) for x in r.ci95],
+            "level": round(r.level, 4),
+            "p_value": round(r.p_value, 4),
+            "p_holm": round(r.p_holm, 4),
+            "significant": r.significant,
+        }
+        for k, r in results.items()
+    }
+
+
 def paired_families(ctx: StageContext, grouped: Grouped, shots: list[int]) -> dict[str, dict[str, Any]]:
     """Policy vs each of COMPARED on identical question ids, Holm-corrected across the shot counts."""
-    s, out = ctx.settings.eval, {}
+    out = {}
     for other in COMPARED:
         family = {
             str(k): (
@@ -46,21 +64,39 @@ def paired_families(ctx: StageContext, grouped: Grouped, shots: list[int]) -> di
             for k in shots
             if ("policy", k) in grouped and (other, k) in grouped
         }
-        if not family:
-            continue
-        results = holm_paired(family, s.bootstrap_samples, s.seed)
-        out[f"policy_vs_{other}"] = {
-            k: {
-                "delta": round(100 * r.delta, 2),
-                "ci": [round(100 * x, 2) for x in r.ci95],
-                "level": round(r.level, 4),
-                "p_value": round(r.p_value, 4),
-                "p_holm": round(r.p_holm, 4),
-                "significant": r.significant,
-            }
-            for k, r in results.items()
-        }
+        if family:
+            out[f"policy_vs_{other}"] = _paired(ctx, family)
     return out
+
+
+Expected = dict[str, dict[int, dict[int, float]]]  # system -> shots -> question_id -> noise-free expected accuracy
+
+
+def expected_accuracies(ctx: StageContext, split_name: str, grouped: Grouped, shots: list[int]) -> Expected:
+    """The simulator's expected accuracy of every system's actual prompts, per question (sim backend only; empty
+    for other backends, which cannot know their own expected accuracy)."""
+    if ctx.settings.lvlm.backend != "sim":
+        return {}
+    sim, train, split = ctx.lvlm, ctx.split(ctx.settings.data.train_split), ctx.split(split_name)
+    out: Expected = defaultdict(lambda: defaultdict(dict))
+    for (system, k), records in grouped.items():
+        if k in shots and system not in ("random", "zero-shot"):
+            for r in records:
+                out[system][k][r.question_id] = sim.expected_accuracy(
+                    split[r.question_id], [train[i] for i in r.icd_ids]
+                )
+    return out
+
+
+def noise_free_paired(ctx: StageContext, expected: Expected, shots: list[int]) -> dict[str, dict[str, Any]]:
+    """Policy vs each heuristic on the same questions, paired on the simulator's expected accuracy (no answer
+    sampling noise; the questions' sampling remains), Holm-corrected across shot counts: what the measured test
+    cannot resolve when the differences are a point or less."""
+    return {
+        f"policy_vs_{other}": _paired(ctx, {str(k): (expected["policy"][k], expected[other][k]) for k in shots})
+        for other in HEURISTICS
+        if "policy" in expected and other in expected
+    }
 
 
 def seed_spread(eval_metrics: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
@@ -82,21 +118,18 @@ def seed_spread(eval_metrics: dict[str, dict[str, dict]]) -> dict[str, dict[str,
 
 
 def sim_ceilings(
-    ctx: StageContext, split_name: str, questions: list[PlannedQuery], grouped: Grouped, shots: list[int]
+    ctx: StageContext, split_name: str, questions: list[PlannedQuery], expected: Expected, shots: list[int]
 ) -> dict[str, dict[str, Any]]:
-    """Noise-free expected accuracy (sim backend only) of every system's actual prompts, beside the best sequence
-    in each pool, random draws and the InfoScore teacher; and the share of the headroom between the best heuristic
-    (similarity, MMR or global retrieval, whichever is best at that shot count) and the best sequence in the pool
-    that each other system captured. Empty for other backends, which cannot know their own expected accuracy."""
+    """Noise-free expected accuracy (sim backend only) of every system's actual prompts (`expected`), beside the
+    best sequence in each pool, random draws and the InfoScore teacher; and the share of the headroom between the
+    best heuristic (similarity, MMR or global retrieval, whichever is best at that shot count) and the best
+    sequence in the pool that each other system captured. Empty for other backends."""
     from leverplus.lvlm.ceilings import best_in_pool, mean_random
-    from leverplus.lvlm.sim import SimLVLM
     from leverplus.stages.sft_data import infoscore_beams
 
-    if ctx.settings.lvlm.backend != "sim":
+    if not expected:
         return {}
-    sim = ctx.lvlm
-    assert isinstance(sim, SimLVLM)
-    s = ctx.settings
+    sim, s = ctx.lvlm, ctx.settings
     train, split = ctx.split(s.data.train_split), ctx.split(split_name)
     refs: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for q in questions:
@@ -108,21 +141,17 @@ def sim_ceilings(
             refs["InfoScore teacher"][k].append(sim.expected_accuracy(query, [train[i] for i in beams[0][0]]))
             refs["best in pool"][k].append(best_in_pool(sim, query, pool, k))
             refs["random (mean of 16 draws)"][k].append(mean_random(sim, query, pool, k, rng))
-    systems: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (system, k), records in grouped.items():
-        if k in shots and system not in ("random", "zero-shot"):
-            for r in records:
-                systems[system][k].append(sim.expected_accuracy(split[r.question_id], [train[i] for i in r.icd_ids]))
+    systems = {name: {k: list(by_q.values()) for k, by_q in by_k.items()} for name, by_k in expected.items()}
     out: dict[str, dict[str, Any]] = {}
     for k in shots:
-        row = {name: round(100 * float(np.mean(v[k])), 2) for name, v in {**refs, **systems}.items() if v[k]}
+        row = {name: round(100 * float(np.mean(v[k])), 2) for name, v in {**refs, **systems}.items() if v.get(k)}
         out[str(k)] = {"expected_accuracy": row, **_headroom(row, list(systems))}
     return out
 
 
 def _headroom(row: dict[str, float], systems: list[str]) -> dict[str, Any]:
     """The best heuristic at one shot count and the share of the headroom between it and the pool's best sequence
-    that each other system captured (none when the pool's best beats the heuristic by less than MIN_HEADROOM: the
+    that each learned system captured (none when the pool's best beats the heuristic by less than MIN_HEADROOM: the
     pool is the limit, and no selector within it can gain)."""
     heuristics = {name: row[name] for name in HEURISTICS if name in row}
     if not heuristics:
@@ -131,7 +160,7 @@ def _headroom(row: dict[str, float], systems: list[str]) -> dict[str, Any]:
     best, floor = row["best in pool"], heuristics[name]
     captured = {}
     if best - floor >= MIN_HEADROOM:
-        captured = {x: round((row[x] - floor) / (best - floor), 3) for x in systems if x != name and x in row}
+        captured = {x: round((row[x] - floor) / (best - floor), 3) for x in systems if x not in HEURISTICS}
     return {"best_heuristic": name, "headroom_captured": captured}
 
 

@@ -22,6 +22,8 @@ from leverplus.report.content import build_document
 from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram, training_plot
 from leverplus.report.science import (
     checkpoint_configs,
+    expected_accuracies,
+    noise_free_paired,
     paired_families,
     seed_spread,
     sim_ceilings,
@@ -168,13 +170,15 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
     shots = sorted({k for _, k in grouped if k > 0})
     configs = checkpoint_configs(ctx, run_id)
     questions = [q for shard in plan.shards for q in shard]
+    expected = expected_accuracies(ctx, plan.split, grouped, shots)
     metrics = {
         "run_id": run_id,
         "data": _data_stats(ctx, run_id),
         "eval": dict(eval_metrics),
         "paired": paired_families(ctx, grouped, shots),
         "seeds": seed_spread(eval_metrics),
-        "ceilings": sim_ceilings(ctx, plan.split, questions, grouped, shots),
+        "ceilings": sim_ceilings(ctx, plan.split, questions, expected, shots),
+        "paired_noise_free": noise_free_paired(ctx, expected, shots),
         "curves": training_curves(ctx, {stage: c["uri"] for stage, c in configs.items()}),
         "training": _training(configs),
         "checkpoints": {stage: c["uri"] for stage, c in configs.items()},

@@ -137,7 +137,7 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
             )
             requests = [Request(record, tuple(train[i] for i in seq)) for seq, _ in sequences]
             responses = ctx.lvlm.answer(requests)
-            if rl.reward_mode == "hard_plus_prob" and any(r.answer_prob is None for r in responses):
+            if rl.reward_mode in ("hard_plus_prob", "prob") and any(r.answer_prob is None for r in responses):
                 probs = ctx.lvlm.answer_prob(requests)  # a real LVLM scores the GT answer in a second pass
                 responses = [replace(r, answer_prob=p) for r, p in zip(responses, probs, strict=True)]
             candidates = []
