@@ -69,6 +69,30 @@ def baselines(ctx, dev: list[Group]) -> dict[str, dict[int, float]]:  # noqa: AN
     return {name: {k: 100 * float(np.mean(v)) for k, v in by_k.items()} for name, by_k in rows.items()}
 
 
+def group_noise(ctx) -> dict[str, float]:  # noqa: ANN001
+    """What one sampled answer per candidate can teach: within each balanced group, the spread of the candidates'
+    noise-free expected accuracy (all 20, and the 10 best: what separates the best sequence from MMR) against the
+    sampled rewards' own noise, and how well the sampled accuracy tracks the expected one."""
+    from leverplus.stages.balanced import stream_balanced
+
+    train = ctx.split(ctx.settings.data.train_split)
+    spread, best_spread, corr = [], [], []
+    for g in stream_balanced(ctx.store, None)[1]:
+        query = train[g.question_id]
+        expected = np.array([ctx.lvlm.expected_accuracy(query, [train[i] for i in c.icd_ids]) for c in g.candidates])
+        sampled = np.array([c.accuracy for c in g.candidates])
+        spread.append(expected.std())
+        best_spread.append(np.sort(expected)[-10:].std())
+        if sampled.std() > 0 and expected.std() > 0:
+            corr.append(float(np.corrcoef(expected, sampled)[0, 1]))
+    return {
+        "groups": len(spread),
+        "expected_sd_all": float(np.mean(spread)),
+        "expected_sd_best10": float(np.mean(best_spread)),
+        "corr_sampled_expected": float(np.mean(corr)),
+    }
+
+
 def main() -> None:
     from leverplus.stages.context import StageContext
     from leverplus.stages.train import _groups, grpo_options, rce_options
@@ -84,6 +108,12 @@ def main() -> None:
     args = parser.parse_args()
     base = StageContext(run_settings(args.store, args.run, {}), "benchmark")
     dev = _dev_queries(base, args.run, args.dev)
+    noise = group_noise(base)
+    print(
+        f"balanced groups: {noise['groups']}; within a group the candidates' expected accuracy has sd "
+        f"{noise['expected_sd_all']:.4f} (the 10 best: {noise['expected_sd_best10']:.4f}); a sampled answer's "
+        f"accuracy has sd ~0.5 at p ~0.5 and correlates {noise['corr_sampled_expected']:.3f} with the expected one"
+    )
     rows = baselines(base, dev)
     sft = load_policy(base.checkpoint_store(f"runs/{args.run}/checkpoints/sft"))[0]
     rows["SFT"] = dev_accuracy(base, sft, dev)
@@ -110,7 +140,7 @@ def main() -> None:
         print(f"| {name} | {cells} | {np.mean([acc[k] for k in (2, 3, 4)]):.2f} |")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"group_noise": noise, "dev": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

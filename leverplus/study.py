@@ -76,6 +76,7 @@ def _plot(rows: list[dict[str, Any]]) -> bytes:
         ax.set_xlabel("balanced queries")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("expected accuracy (%)")
+    fig.subplots_adjust(wspace=0.4)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
@@ -90,7 +91,9 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
         change, noise = b["policy"] - a["policy"], max(a["policy_sd"], b["policy_sd"])
         word = "grew" if change > 2 * noise and change > 0 else "fell" if change < -2 * noise else "did not move"
         vs = f"; {b['policy'] - b['mmr']:+.2f} vs MMR" if "mmr" in b else ""
-        parts.append(f"shot {k}: {word} ({a['policy']:.2f} → {b['policy']:.2f}, seed sd ≤ {noise:.2f}{vs})")
+        parts.append(
+            f"shot {k}: {word} {change:+.2f} ({a['policy']:.2f} → {b['policy']:.2f}, seed sd ≤ {noise:.2f}{vs})"
+        )
     return (
         f"From {first['queries']} to {last['queries']} balanced queries the policy's noise-free accuracy "
         + "; ".join(parts)

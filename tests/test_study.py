@@ -42,7 +42,7 @@ def test_the_study_reads_each_finished_runs_report_and_says_whether_accuracy_gre
     assert rows[1]["shots"]["2"]["mmr"] == 83.0 and rows[1]["shots"]["2"]["seeds"] == 3
     uri = write_study(store, rows)
     text = (tmp_path / STUDY_PREFIX / "report.md").read_text()
-    assert uri.endswith("report.md") and "shot 2: grew (81.00 → 82.00, seed sd ≤ 0.20; -1.00 vs MMR)" in text
+    assert uri.endswith("report.md") and "shot 2: grew +1.00 (81.00 → 82.00, seed sd ≤ 0.20; -1.00 vs MMR)" in text
     assert (tmp_path / STUDY_PREFIX / "scaling.png").stat().st_size > 0
     flat = write_study(store, scaling_rows(store, ["run-0001", "run-0001"]))
     assert "shot 2: did not move" in (tmp_path / STUDY_PREFIX / "report.md").read_text() and flat == uri
