@@ -51,7 +51,7 @@ def pool_sequences(ctx, ids: list[int], sampler: str, size: int, diversity: floa
     """Each system's prompts on each dev query's pool: similarity, MMR at each λ, and the best sequence."""
     s = ctx.settings
     feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
-    image_of = {r.question_id: r.image_id for r in train}
+    image_of = ctx.image_of()
     pools = build_pools(ids, feats, feats, sampler, size, s.pool.seed, image_of=image_of, diversity=diversity)
     out: Sequences = {}
     for qid in ids:
@@ -103,9 +103,8 @@ def main() -> None:
     ctx = StageContext(_settings(args.store), "benchmark")
     s = ctx.settings
     ids = [g.question_id for g in _dev_queries(ctx, args.run, args.dev)]
-    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
-    image_of = {r.question_id: r.image_id for r in train}
-    top = retrieve(ids, feats, feats, max(SHOTS), image_of)
+    feats = ctx.features(s.data.train_split)
+    top = retrieve(ids, feats, feats, max(SHOTS), ctx.image_of())
     retrieval = {k: 100 * float(np.mean([_expected(ctx, q, prompt_order(top[q][:k])) for q in ids])) for k in SHOTS}
     print(f"{len(ids)} dev queries (unscored train questions); noise-free expected accuracy, %")
     print("global retrieval: " + " / ".join(f"{retrieval[k]:.2f}" for k in SHOTS))

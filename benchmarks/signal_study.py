@@ -48,7 +48,7 @@ def baselines(ctx, dev: list[Group]) -> dict[str, dict[int, float]]:  # noqa: AN
     """Similarity, MMR (eval.mmr_lambda) and the best sequence within each dev pool; global retrieval."""
     s = ctx.settings
     feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
-    image_of = {r.question_id: r.image_id for r in train}
+    image_of = ctx.image_of()
     top = retrieve([g.question_id for g in dev], feats, feats, max(SHOTS), image_of)
     rows: dict[str, dict[int, list[float]]] = {}
 

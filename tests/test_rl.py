@@ -63,8 +63,7 @@ def _retrieval(ctx) -> float:
     plan = ctx.read_plan(eval_plan_key("rl-test"))
     ids = [q.question_id for shard in plan.shards for q in shard]
     val, train = ctx.split("val"), ctx.split("train")
-    image_of = {r.question_id: r.image_id for split in (val, train) for r in split}
-    top = retrieve(ids, ctx.features("val"), ctx.features("train"), max(SHOTS), image_of)
+    top = retrieve(ids, ctx.features("val"), ctx.features("train"), max(SHOTS), ctx.image_of("val"))
     scores = [
         ctx.lvlm.expected_accuracy(val[q], [train[i] for i in prompt_order(top[q][:k])]) for q in ids for k in SHOTS
     ]

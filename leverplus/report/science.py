@@ -123,7 +123,7 @@ def sim_ceilings(
     """Noise-free expected accuracy (sim backend only) of every system's actual prompts (`expected`), beside the
     best sequence in each pool, random draws and the InfoScore teacher; and the share of the headroom between the
     best heuristic (similarity, MMR or global retrieval, whichever is best at that shot count) and the best
-    sequence in the pool that each other system captured. Empty for other backends."""
+    sequence in the pool that each learned system captured. Empty for other backends."""
     from leverplus.lvlm.ceilings import best_in_pool, mean_random
     from leverplus.stages.sft_data import infoscore_beams
 

@@ -51,6 +51,11 @@ class StageContext:
             self._splits[name] = load_split(root, name, check_images=self.settings.data.check_images)
         return self._splits[name]
 
+    def image_of(self, *splits: str) -> dict[int, int]:
+        """question_id -> image_id over the given splits and the train split: what pools and retrieval exclude."""
+        names = {*splits, self.settings.data.train_split}
+        return {r.question_id: r.image_id for name in sorted(names) for r in self.split(name)}
+
     def features(self, split: str, encoder: str | None = None) -> FeatureTable:
         encoder = encoder or self.settings.features.encoder
         if (encoder, split) not in self._features:

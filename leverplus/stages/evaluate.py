@@ -70,9 +70,8 @@ def _pool_selector(ctx: StageContext, split: str, lam: float) -> Selector:
 def _retrieval_selector(ctx: StageContext, split: str, questions: list[PlannedQuery], longest: int) -> Selector:
     """Global top-k, retrieved once per shard for the longest shot count (the k-shot choice is its first k)."""
     train_split = ctx.settings.data.train_split
-    image_of = {r.question_id: r.image_id for name in {split, train_split} for r in ctx.split(name)}
     ids = [q.question_id for q in questions]
-    top = retrieve(ids, ctx.features(split), ctx.features(train_split), longest, image_of) if longest else {}
+    top = retrieve(ids, ctx.features(split), ctx.features(train_split), longest, ctx.image_of(split)) if longest else {}
 
     def select(q: PlannedQuery, k: int) -> list[int]:
         return prompt_order(top[q.question_id][:k])

@@ -113,7 +113,7 @@ def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: b
         return plan
     s = ctx.settings
     split, query_ids = _choose(ctx, kind, round_or_run)
-    image_of = {r.question_id: r.image_id for name in {split, s.data.train_split} for r in ctx.split(name)}
+    image_of = ctx.image_of(split)
     pools = build_pools(
         query_ids,
         ctx.features(split),
