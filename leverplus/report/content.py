@@ -235,6 +235,7 @@ def _ceilings(doc: Document, m: dict[str, Any]) -> None:
                 ],
             )
         )
+    doc.add(Image("noise_free.png", "noise-free accuracy vs shots"))
     tests = m.get("paired_noise_free", {})
     if tests:
         doc.add(

@@ -19,7 +19,7 @@ from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.metrics import bootstrap_ci
 from leverplus.records import EvalRecord
 from leverplus.report.content import build_document
-from leverplus.report.plots import accuracy_vs_shots, history_plot, ratio_histogram, training_plot
+from leverplus.report.plots import accuracy_vs_shots, history_plot, noise_free_plot, ratio_histogram, training_plot
 from leverplus.report.science import (
     checkpoint_configs,
     expected_accuracies,
@@ -204,6 +204,8 @@ def run_report(ctx: StageContext, run_id: str, allow_prompt_mismatch: bool = Fal
     doc = build_document(metrics, _versions(ctx), history, skipped, with_histogram=bool(scored_hist))
     best = {k: v["expected_accuracy"]["best in pool"] for k, v in metrics["ceilings"].items()}
     files = {"accuracy_vs_shots.png": accuracy_vs_shots(metrics["eval"], best)}
+    if metrics["ceilings"]:
+        files["noise_free.png"] = noise_free_plot(metrics["ceilings"])
     if scored_hist:
         files["positive_ratio.png"] = ratio_histogram(scored_hist, (s.rl.min_pos_ratio, s.rl.max_pos_ratio))
     if metrics["curves"]:
