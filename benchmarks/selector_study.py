@@ -47,16 +47,18 @@ def _measured(ctx, qid: int, ids: list[int]) -> float:  # noqa: ANN001
 Sequences = dict[str, dict[int, dict[int, list[int]]]]  # system -> shots -> question_id -> ICD ids, prompt order
 
 
-def pool_sequences(ctx, ids: list[int], sampler: str, size: int, diversity: float) -> Sequences:  # noqa: ANN001
+def dev_pools(ctx, ids: list[int], sampler: str, size: int, diversity: float) -> dict[int, list[int]]:  # noqa: ANN001
+    feats, s = ctx.features(ctx.settings.data.train_split), ctx.settings
+    return build_pools(ids, feats, feats, sampler, size, s.pool.seed, image_of=ctx.image_of(), diversity=diversity)
+
+
+def pool_sequences(ctx, pools: dict[int, list[int]], lambdas: tuple[float, ...] = LAMBDAS) -> Sequences:  # noqa: ANN001
     """Each system's prompts on each dev query's pool: similarity, MMR at each λ, and the best sequence."""
-    s = ctx.settings
-    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
-    image_of = ctx.image_of()
-    pools = build_pools(ids, feats, feats, sampler, size, s.pool.seed, image_of=image_of, diversity=diversity)
+    feats, train = ctx.features(ctx.settings.data.train_split), ctx.split(ctx.settings.data.train_split)
     out: Sequences = {}
-    for qid in ids:
-        pool, query = pools[qid], feats.joint([qid])[0]
-        for lam in (1.0, *LAMBDAS):
+    for qid, pool in pools.items():
+        query = feats.joint([qid])[0]
+        for lam in (1.0, *lambdas):
             name = "similarity" if lam == 1.0 else f"mmr λ={lam}"
             picks = mmr(query, feats.joint(pool), max(SHOTS), lam)
             for k in SHOTS:
@@ -65,6 +67,13 @@ def pool_sequences(ctx, ids: list[int], sampler: str, size: int, diversity: floa
             seq = best_sequence(ctx.lvlm, train[qid], [train[i] for i in pool], k)[1]
             out.setdefault("best in pool", {}).setdefault(k, {})[qid] = [pool[i] for i in seq]
     return out
+
+
+def retrieval_table(ctx, ids: list[int]) -> dict[int, float]:  # noqa: ANN001
+    """Global retrieval's expected accuracy (%) per shot count: the top-k of the whole train split, no pool."""
+    feats = ctx.features(ctx.settings.data.train_split)
+    top = retrieve(ids, feats, feats, max(SHOTS), ctx.image_of())
+    return {k: 100 * float(np.mean([_expected(ctx, q, prompt_order(top[q][:k])) for q in ids])) for k in SHOTS}
 
 
 def expected_table(ctx, seqs: Sequences) -> dict[str, dict[int, float]]:  # noqa: ANN001
@@ -101,17 +110,14 @@ def main() -> None:
     parser.add_argument("--out", help="also write the figures as JSON here")
     args = parser.parse_args()
     ctx = StageContext(_settings(args.store), "benchmark")
-    s = ctx.settings
     ids = [g.question_id for g in _dev_queries(ctx, args.run, args.dev)]
-    feats = ctx.features(s.data.train_split)
-    top = retrieve(ids, feats, feats, max(SHOTS), ctx.image_of())
-    retrieval = {k: 100 * float(np.mean([_expected(ctx, q, prompt_order(top[q][:k])) for q in ids])) for k in SHOTS}
+    retrieval = retrieval_table(ctx, ids)
     print(f"{len(ids)} dev queries (unscored train questions); noise-free expected accuracy, %")
     print("global retrieval: " + " / ".join(f"{retrieval[k]:.2f}" for k in SHOTS))
     figures: dict[str, object] = {"dev_queries": len(ids), "retrieval": retrieval, "pools": {}}
     for sampler, size, diversity in POOLS:
         start = time.monotonic()
-        seqs = pool_sequences(ctx, ids, sampler, size, diversity)
+        seqs = pool_sequences(ctx, dev_pools(ctx, ids, sampler, size, diversity))
         rows = expected_table(ctx, seqs)
         label = f"{sampler} {size}" + (f" diversity {diversity}" if sampler == "retrieved" else "")
         figures["pools"][label] = rows  # type: ignore[index]

@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import tempfile
 import time
 
 import numpy as np
 from grpo_dev_sweep import SHOTS, _dev_queries, dev_accuracy
+from selector_study import expected_table, pool_sequences, retrieval_table
 
-from leverplus.config import load_settings
-from leverplus.heuristics import mmr, retrieve
-from leverplus.lvlm.ceilings import best_in_pool
+from leverplus.config import load_recorded_settings
 from leverplus.policy import load_policy
-from leverplus.policy.order import prompt_order
 from leverplus.policy.train import Group, train_grpo, train_rce
 from leverplus.run_record import recorded_settings
 from leverplus.store import open_store
@@ -37,36 +33,13 @@ def run_settings(store: str, run_id: str, overrides: dict[str, object]):  # noqa
     found = recorded_settings(open_store(store), run_id, None)
     if found is None:
         raise SystemExit(f"{store}: run {run_id} has no recorded settings; run `leverplus run balanced-v3` there")
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "settings.yaml")
-        with open(path, "wb") as out:
-            out.write(found[1])
-        return load_settings(path, {"store.uri": store, **overrides})
+    return load_recorded_settings(found[1], {"store.uri": store, **overrides})
 
 
 def baselines(ctx, dev: list[Group]) -> dict[str, dict[int, float]]:  # noqa: ANN001
     """Similarity, MMR (eval.mmr_lambda) and the best sequence within each dev pool; global retrieval."""
-    s = ctx.settings
-    feats, train = ctx.features(s.data.train_split), ctx.split(s.data.train_split)
-    image_of = ctx.image_of()
-    top = retrieve([g.question_id for g in dev], feats, feats, max(SHOTS), image_of)
-    rows: dict[str, dict[int, list[float]]] = {}
-
-    def add(name: str, k: int, qid: int, ids: list[int]) -> None:
-        value = ctx.lvlm.expected_accuracy(train[qid], [train[i] for i in ids])
-        rows.setdefault(name, {}).setdefault(k, []).append(value)
-
-    for g in dev:
-        query, items = feats.joint([g.question_id])[0], feats.joint(g.pool)
-        by_name = {"similarity": 1.0, "mmr": s.eval.mmr_lambda}
-        picks = {name: mmr(query, items, max(SHOTS), lam) for name, lam in by_name.items()}
-        for k in SHOTS:
-            for name, p in picks.items():
-                add(name, k, g.question_id, prompt_order([g.pool[i] for i in p[:k]]))
-            add("retrieval", k, g.question_id, prompt_order(top[g.question_id][:k]))
-            best = best_in_pool(ctx.lvlm, train[g.question_id], [train[i] for i in g.pool], k)
-            rows.setdefault("best in pool", {}).setdefault(k, []).append(best)
-    return {name: {k: 100 * float(np.mean(v)) for k, v in by_k.items()} for name, by_k in rows.items()}
+    seqs = pool_sequences(ctx, {g.question_id: g.pool for g in dev}, (ctx.settings.eval.mmr_lambda,))
+    return {**expected_table(ctx, seqs), "retrieval": retrieval_table(ctx, [g.question_id for g in dev])}
 
 
 def group_noise(ctx) -> dict[str, float]:  # noqa: ANN001

@@ -465,6 +465,16 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
     return settings
 
 
+def load_recorded_settings(recorded: bytes, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from a run's recorded settings.yaml (its bytes, as the store holds them) with overrides on top."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "settings.yaml"
+        path.write_bytes(recorded)
+        return load_settings(path, overrides)
+
+
 def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in dotted.items():

@@ -37,7 +37,7 @@ from leverplus.stages.layout import check_id
 from leverplus.store import Store, open_store, store_or_full_uri
 from leverplus.store.lease import holder_gone
 
-__all__ = ["RunRequest", "choose_run", "launch", "resolve_settings"]
+__all__ = ["RunRequest", "choose_run", "launch", "resolve_settings", "staging_dir"]
 
 _QUIET_ENV = {"LEVERPLUS_LOG_FORMAT", "LEVERPLUS_LOG_LEVEL"}
 
@@ -199,6 +199,13 @@ def _check_checkpoint(store: Store, settings: Settings, uri: str) -> None:
         raise ConfigError(f"--sft-checkpoint {uri}: no policy checkpoint at {full} (config.json is missing)")
 
 
+def staging_dir(log_root: Path) -> Path:
+    """Where settings are resolved before a run has an id (and so a log folder of its own)."""
+    staging = log_root / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging
+
+
 def launch(req: RunRequest) -> dict[str, str]:
     pipeline = get_pipeline(req.pipeline)
     # Ids become folder names and store keys: check them before anything is written (issue 12 D7).
@@ -209,9 +216,7 @@ def launch(req: RunRequest) -> dict[str, str]:
         raise ConfigError(f"--workers {req.workers}: need at least 1 parallel process")
     log = get_logger()
     log_root = Path(req.log_dir or "leverplus-logs")
-    staging = log_root / "staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    settings, scaled = resolve_settings(req, staging)
+    settings, scaled = resolve_settings(req, staging_dir(log_root))
     if settings.run.run_id is not None:
         check_id(settings.run.run_id, "run id")
     if scaled:

@@ -15,18 +15,27 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 from leverplus.errors import ConfigError
-from leverplus.launch import RunRequest, launch, resolve_settings
+from leverplus.launch import RunRequest, launch, resolve_settings, staging_dir
 from leverplus.log import get_logger
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
+from leverplus.report.plots import scaling_plot
 from leverplus.run_record import records
 from leverplus.store import Store, open_store
 
 __all__ = ["STUDY_PREFIX", "run_scaling_study", "scaling_rows"]
 
 STUDY_PREFIX = "studies/scaling"
+REFERENCES = (
+    "sft",
+    "similarity",
+    "mmr",
+    "retrieval",
+    "best in pool",
+)  # the same in every run: what the policy is read against
 QUESTIONS_PER_ROUND = 2500  # train questions a round may plan: target 150 at the ~8 % acceptance of retrieved pools
 
 
@@ -47,7 +56,7 @@ def scaling_rows(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
             ea = c["expected_accuracy"]
             seeds = [v for name, v in ea.items() if name == "policy" or name.startswith("policy-seed")]
             shots[k] = {
-                **{name: ea[name] for name in ("sft", "similarity", "mmr", "retrieval", "best in pool") if name in ea},
+                **{name: ea[name] for name in REFERENCES if name in ea},
                 "policy": round(statistics.fmean(seeds), 2),
                 "policy_sd": round(statistics.stdev(seeds), 2) if len(seeds) > 1 else 0.0,
                 "seeds": len(seeds),
@@ -56,29 +65,6 @@ def scaling_rows(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
             {"run_id": run_id, "version": m["data"]["version"], "queries": m["data"]["queries"], "shots": shots}
         )
     return rows
-
-
-def _plot(rows: list[dict[str, Any]]) -> bytes:
-    from leverplus.report.plots import _figure, _png
-
-    plt = _figure()
-    shots = sorted(rows[0]["shots"], key=int)
-    fig, axes = plt.subplots(1, len(shots), figsize=(3.2 * len(shots), 3.6), sharey=False, squeeze=False)
-    x = [r["queries"] for r in rows]
-    for ax, k in zip(axes[0], shots, strict=True):
-        y = [r["shots"][k]["policy"] for r in rows]
-        sd = [r["shots"][k]["policy_sd"] for r in rows]
-        ax.errorbar(x, y, yerr=sd, marker="o", capsize=3, label="policy (mean ± sd over seeds)")
-        for name, style in (("sft", "C1--"), ("mmr", "C2-."), ("retrieval", "C3:"), ("best in pool", "k:")):
-            if name in rows[-1]["shots"][k]:
-                ax.plot(x, [r["shots"][k][name] for r in rows], style, label=name)
-        ax.set_title(f"shot {k}")
-        ax.set_xlabel("balanced queries")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("expected accuracy (%)")
-    fig.subplots_adjust(wspace=0.4)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return _png(fig)
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
@@ -129,13 +115,14 @@ def write_study(store: Store, rows: list[dict[str, Any]]) -> str:
         Heading("References (the same pools in every run)"),
         Table(
             ["", *[f"shot {k}" for k in shots]],
-            [
-                [name, *[f"{rows[-1]['shots'][k].get(name, float('nan')):.2f}" for k in shots]]
-                for name in ("sft", "similarity", "mmr", "retrieval", "best in pool")
-            ],
+            [[name, *[f"{rows[-1]['shots'][k].get(name, float('nan')):.2f}" for k in shots]] for name in REFERENCES],
         ),
     )
-    files = {"scaling.png": _plot(rows), "report.md": doc.markdown().encode(), "report.html": doc.html().encode()}
+    files = {
+        "scaling.png": scaling_plot(rows),
+        "report.md": doc.markdown().encode(),
+        "report.html": doc.html().encode(),
+    }
     files["scaling.json"] = json.dumps(rows, indent=1, sort_keys=True).encode()
     for name, data in files.items():
         store.put_bytes(f"{STUDY_PREFIX}/{name}", data)
@@ -150,7 +137,8 @@ def run_scaling_study(req: RunRequest, rounds: int) -> str:
         "data.synth_train": 3000 + QUESTIONS_PER_ROUND * (rounds - 1),
         **(req.overrides or {}),
     }
-    settings, _ = resolve_settings(RunRequest("balanced-v3", req.config_file, overrides, req.profile), _staging(req))
+    staging = staging_dir(Path(req.log_dir or "leverplus-logs"))
+    settings, _ = resolve_settings(RunRequest("balanced-v3", req.config_file, overrides, req.profile), staging)
     store = open_store(settings.store.uri, settings.store)
     sft = None
     while len(done := _finished(store)) < rounds:
@@ -171,11 +159,3 @@ def run_scaling_study(req: RunRequest, rounds: int) -> str:
         if not summary["report_uri"]:  # with retrain_growth 0 every round retrains; a settings file may say otherwise
             raise ConfigError(f"scaling study: {summary['run_id']} did not retrain ({summary['outcome']})")
     return write_study(store, scaling_rows(store, _finished(store)[:rounds]))
-
-
-def _staging(req: RunRequest) -> Any:
-    from pathlib import Path
-
-    folder = Path(req.log_dir or "leverplus-logs") / "staging"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

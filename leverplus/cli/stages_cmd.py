@@ -19,10 +19,9 @@ def _settings(args: argparse.Namespace) -> Any:
     environment on top, saying which; a config file (--config, LEVERPLUS_CONFIG: what pods and the local runner
     give) is used as it is."""
     import os
-    import tempfile
 
     from leverplus.cli import _parse_overrides, load_cli_settings
-    from leverplus.config import load_settings
+    from leverplus.config import load_recorded_settings
     from leverplus.log import get_logger
     from leverplus.run_record import recorded_settings
     from leverplus.store import open_store
@@ -36,11 +35,7 @@ def _settings(args: argparse.Namespace) -> Any:
     if found is None:
         return settings
     overrides = _parse_overrides(getattr(args, "overrides", []) or []) | extra
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "settings.yaml")
-        with open(path, "wb") as out:
-            out.write(found[1])
-        settings = load_settings(path, {"store.uri": settings.store.uri, **overrides})
+    settings = load_recorded_settings(found[1], {"store.uri": settings.store.uri, **overrides})
     get_logger().info(
         "using the settings recorded with the run", run=found[0], overrides={k: str(v) for k, v in overrides.items()}
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from leverplus.report.document import Document, Heading, Image, Paragraph, Table
+from leverplus.report.science import HEURISTICS
 
 __all__ = ["build_document"]
 
@@ -86,7 +87,7 @@ def _paired_sentence(results: dict[str, Any], label: str) -> str:
 def _best_heuristic(m: dict[str, Any]) -> str | None:
     """The non-learned system with the best mean measured accuracy over the shot counts: what RL must beat."""
     ev = m["eval"]
-    present = [x for x in ("similarity", "mmr", "retrieval") if x in ev]
+    present = [x for x in HEURISTICS if x in ev]
     if not present:
         return None
     return max(present, key=lambda x: sum(v["accuracy"] for v in ev[x].values()) / len(ev[x]))

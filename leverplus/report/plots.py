@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["accuracy_vs_shots", "history_plot", "noise_free_plot", "ratio_histogram", "training_plot"]
+__all__ = ["accuracy_vs_shots", "history_plot", "noise_free_plot", "ratio_histogram", "scaling_plot", "training_plot"]
 
 
 def _figure() -> Any:
@@ -131,4 +131,27 @@ def training_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
+    return _png(fig)
+
+
+def scaling_plot(rows: list[dict[str, Any]]) -> bytes:
+    """The scaling study: per shot count, the policy (mean ± sd over seeds) against balanced queries, beside its SFT
+    start, MMR, retrieval and the best sequence in the pools."""
+    plt = _figure()
+    shots = sorted(rows[0]["shots"], key=int)
+    fig, axes = plt.subplots(1, len(shots), figsize=(3.2 * len(shots), 3.6), sharey=False, squeeze=False)
+    x = [r["queries"] for r in rows]
+    for ax, k in zip(axes[0], shots, strict=True):
+        y = [r["shots"][k]["policy"] for r in rows]
+        sd = [r["shots"][k]["policy_sd"] for r in rows]
+        ax.errorbar(x, y, yerr=sd, marker="o", capsize=3, label="policy (mean ± sd over seeds)")
+        for name, style in (("sft", "C1--"), ("mmr", "C2-."), ("retrieval", "C3:"), ("best in pool", "k:")):
+            if name in rows[-1]["shots"][k]:
+                ax.plot(x, [r["shots"][k][name] for r in rows], style, label=name)
+        ax.set_title(f"shot {k}")
+        ax.set_xlabel("balanced queries")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("expected accuracy (%)")
+    fig.subplots_adjust(wspace=0.4)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
