@@ -41,7 +41,7 @@ workflows: install
 	$(BIN)/leverplus workflows render --out workflows
 
 docs: install
-	$(BIN)/python scripts/sync_readme.py
+	$(BIN)/python scripts/sync_settings_reference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,6 +1,6 @@
 """Time the embedded default (`leverplus run balanced-v3` with nothing configured) end to end and per stage.
 
-    python benchmarks/embedded_default.py [--workers N]
+    python benchmarks/embedded_default.py [--workers N] [--write]
 
 Runs in a fresh temporary directory, so the world is synthesised and the SFT policy trained as on a first run.
 Prints the wall time of every step, the share of the total, and how much of it is process start-up (each step
@@ -12,61 +12,94 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from figures import ROOT, machine, publish, table
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+PLOT = Path(tempfile.gettempdir()) / "leverplus-embedded-noise_free.png"
+
+
+def run_fresh(workers: int, sets: list[str] = ()) -> tuple[float, dict[str, float], dict]:  # type: ignore[assignment]
+    """`leverplus run balanced-v3` (with `--set` overrides) in a fresh directory: its wall time, step timings and
+    report metrics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
+    extra = [arg for item in sets for arg in ("--set", item)]
+    cmd = [sys.executable, "-m", "leverplus", "run", "balanced-v3", "--workers", str(workers), *extra]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.monotonic()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "leverplus",
-                "run",
-                "balanced-v3",
-                "--workers",
-                str(args.workers),
-                "--summary-json",
-                "summary.json",
-            ],
-            cwd=tmp,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True)
         total = time.monotonic() - start
         # Logs are keyed by store and run: leverplus-logs/<store>-<hash>/run-0001/.
         (timings_file,) = Path(tmp).glob("leverplus-logs/*/run-0001/timings.json")
         timings = json.loads(timings_file.read_text())
-        metrics = json.loads((Path(tmp) / "leverplus-store/runs/run-0001/report/metrics.json").read_text())
+        report = Path(tmp) / "leverplus-store/runs/run-0001/report"
+        metrics = json.loads((report / "metrics.json").read_text())
+        shutil.copyfile(report / "noise_free.png", PLOT)  # the README's picture of the report; --write keeps it
+    return total, timings, metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="publish the figures into the docs")
+    args = parser.parse_args()
+    total, timings, metrics = run_fresh(args.workers)
     startup = _startup_seconds()
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}, workers {args.workers}"
+    timing, result = timing_markdown(timings, total, startup, args.workers), result_markdown(metrics)
+    print(timing + "\n\n" + result)
+    if args.write:
+        shutil.copyfile(PLOT, ROOT / "docs" / "noise_free.png")
+        publish("embedded-default-timing", timing)
+        publish("embedded-default-result", result)
+
+
+SYSTEMS = (  # (name in the report's ceilings, label), best first
+    ("best in pool", "best sequence in the pool"),
+    ("InfoScore teacher", "InfoScore teacher (best beam of length k)"),
+    ("mmr", "MMR (λ 0.5, within the pool)"),
+    ("retrieval", "global retrieval"),
+    ("similarity", "similarity within the pool"),
+    ("sft", "SFT (MMR prior)"),
+    ("rce", "RCE"),
+    ("policy", "RCE → GRPO, the policy"),
+    ("random (mean of 16 draws)", "random (mean of 16 draws)"),
+)
+
+
+def timing_markdown(timings: dict[str, float], total: float, startup: float, workers: int) -> str:
+    rows = [[step, f"{seconds:.1f}", f"{seconds / total:.0%}"] for step, seconds in timings.items()]
+    rows.append(["**end to end** (incl. synthesising the world)", f"**{total:.1f}**", ""])
+    return (
+        f"{machine()}, `--workers {workers}`:\n\n"
+        + table(["step", "seconds", "share"], rows)
+        + f"\n\nEach step is a fresh process, as a pod would be; one that imports torch costs {startup:.1f} s to "
+        f"start (≥ {len(timings) * startup:.0f} s of the run)."
     )
-    print(f"end to end: {total:.1f} s (includes synthesising the world and SFT)")
-    print(f"{'step':<28}{'seconds':>9}{'share':>8}")
-    for step, seconds in timings.items():
-        print(f"{step:<28}{seconds:>9.1f}{seconds / total:>8.1%}")
-    steps = len(timings)
-    print(
-        f"process start-up with stage imports: {startup:.2f} s per process; >= {steps} processes "
-        f"-> >= {steps * startup:.0f} s ({steps * startup / total:.0%} of the run)"
-    )
-    policy, sft, rnd = (metrics["eval"][s]["1"]["accuracy"] for s in ("policy", "sft", "random"))
-    print(
-        f"result: shot-1 accuracy policy {policy:.2f} %, sft {sft:.2f} %, random {rnd:.2f} %; "
-        f"balanced queries {metrics['data']['queries']}"
+
+
+def result_markdown(metrics: dict) -> str:
+    """The run's noise-free table and the policy's paired tests on expected accuracy (Holm-corrected)."""
+    ceilings, shots = metrics["ceilings"], sorted(metrics["ceilings"], key=int)
+    rows = [[label, *[f"{ceilings[k]['expected_accuracy'][name]:.2f}" for k in shots]] for name, label in SYSTEMS]
+    data = metrics["data"]
+    tests = []
+    for other in ("retrieval", "mmr"):
+        found = metrics["paired_noise_free"][f"policy_vs_{other}"]
+        cells = [f"{found[k]['delta']:+.2f}{'' if found[k]['significant'] else ' (n.s.)'}" for k in shots]
+        tests.append(f"vs {other} " + " / ".join(cells))
+    return (
+        f"Balanced set {data['queries']} queries, {data['candidates']:,} candidates, {data['positive_ratio']:.1f} % "
+        f"positive. Noise-free expected accuracy on the {metrics['eval_plan']['questions']} eval questions (the "
+        "simulator's own value of each system's actual prompts), %:\n\n"
+        + table(["system", *[f"shot {k}" for k in shots]], rows)
+        + "\n\nThe policy, paired on expected accuracy (Holm-corrected; n.s. = not significant): "
+        + "; ".join(tests)
+        + "."
     )
 
 

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import recorded
+
 from leverplus.config import load_settings
 from leverplus.data.scored_rounds import write_scored_round
 from leverplus.stages.context import StageContext
@@ -118,17 +120,21 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true", help="10k, 50k, 100k and 443,757 queries, and a PNG")
     parser.add_argument("--nightly", action="store_true", help="a nightly round merged into a large set")
     parser.add_argument("--set", type=int, default=400_000, help="queries in the set (--nightly)")
+    parser.add_argument("--write", action="store_true", help="publish the output into the docs")
     args = parser.parse_args()
-    if args.curve:
-        curve(Path(__file__).with_name("filter_scale.png"))
-    elif args.nightly:
-        nightly(args.set, args.queries or 10_000)
-    else:
-        queries = args.queries or 20_000
-        seconds, rss, shards = one_round(queries)
-        print(f"filter of {queries} queries x 20 candidates ({shards:.0f} MiB of plan and shards): {seconds:.1f} s, "
-              f"peak RSS {rss:.0f} MiB")  # fmt: skip
-    print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    with recorded(
+        "filter-scale-nightly" if args.nightly else "filter-scale-curve" if args.curve else "filter-scale", args.write
+    ):
+        if args.curve:
+            curve(Path(__file__).with_name("filter_scale.png"))
+        elif args.nightly:
+            nightly(args.set, args.queries or 10_000)
+        else:
+            queries = args.queries or 20_000
+            seconds, rss, shards = one_round(queries)
+            print(f"filter of {queries} queries x 20 candidates ({shards:.0f} MiB of plan and shards): "
+                  f"{seconds:.1f} s, peak RSS {rss:.0f} MiB")  # fmt: skip
+        print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

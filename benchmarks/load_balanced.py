@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from figures import recorded
 from filter_scale import SETTINGS, SHARD, context, run_filter
 
 from leverplus.data.scored_rounds import write_scored_round
@@ -57,17 +58,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=400_000, help="balanced queries in the version")
     parser.add_argument("--rounds", type=int, default=4, help="segments (nightly rounds) the version is made of")
+    parser.add_argument("--write", action="store_true", help="publish the output into the docs")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp)
-        per_round = -(-args.queries // args.rounds)
-        for r in range(args.rounds):
-            ids = range(1 + r * per_round, 1 + min(args.queries, (r + 1) * per_round))
-            write_scored_round(context(store), f"round-{r + 1:04d}", ids, SHARD, balanced=True)
-            run_filter(store, f"round-{r + 1:04d}")
-        groups, seconds, grown, arrays = measure(store)
-    print(f"loaded {groups} groups from {args.rounds} segments: {seconds:.1f} s, peak RSS +{grown:.0f} MiB, "
-          f"arrays {arrays:.0f} MiB, beyond the arrays +{grown - arrays:.0f} MiB")  # fmt: skip
+    with recorded("load-balanced", args.write):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Path(tmp)
+            per_round = -(-args.queries // args.rounds)
+            for r in range(args.rounds):
+                ids = range(1 + r * per_round, 1 + min(args.queries, (r + 1) * per_round))
+                write_scored_round(context(store), f"round-{r + 1:04d}", ids, SHARD, balanced=True)
+                run_filter(store, f"round-{r + 1:04d}")
+            groups, seconds, grown, arrays = measure(store)
+        print(f"loaded {groups} groups from {args.rounds} segments: {seconds:.1f} s, peak RSS +{grown:.0f} MiB, "
+              f"arrays {arrays:.0f} MiB, beyond the arrays +{grown - arrays:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

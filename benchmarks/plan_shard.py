@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import recorded
+
 from leverplus.config import load_settings
 from leverplus.records import Plan, PlannedQuery
 from leverplus.stages.context import StageContext
@@ -51,30 +53,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=443_757)
     parser.add_argument("--shard-size", type=int, default=1200)
+    parser.add_argument("--write", action="store_true", help="publish the output into the docs")
     args = parser.parse_args()
-    rng = random.Random(0)
-    items = range(10_000_000, 10_500_000)
-    planned = [PlannedQuery(question_id=q, pool=rng.sample(items, 64)) for q in range(args.queries)]
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp) / "store"
-        ctx = StageContext(load_settings(overrides={"store.uri": str(store)}), "plan")
-        shards = [planned[i : i + args.shard_size] for i in range(0, len(planned), args.shard_size)]
-        plan = Plan(kind="rl", split="train", sampler="stratified", pool_size=64, encoder="clip", shards=shards,
-                    settings_hash=ctx.settings_hash, prompt_hash="p")  # fmt: skip
-        start = time.perf_counter()
-        write_plan(ctx, plan_key("r"), plan, "r")
-        written = time.perf_counter() - start
-        size = (store / plan_key("r")).stat().st_size
-        part = read_in_fresh_process(store, plan_key("r"))
-        ctx.store.delete(plan_index_key(plan_key("r")))
-        whole = read_in_fresh_process(store, plan_key("r"))
-    print(f"plan of {args.queries:,} queries with 64-item pools, {len(shards)} shards of {args.shard_size}: "
-          f"{size / 2**20:.0f} MiB of plan.json, plan + parts written in {written:.1f} s")  # fmt: skip
-    for name, r in (("its part", part), ("the whole plan", whole)):
-        seconds, rss = r["seconds"], r["rss_mib"]
-        print(f"shard 0 ({r['queries']} queries) through {name:15s} {seconds:7.2f} s  peak RSS {rss:6.0f} MiB")
-    ratio_s, ratio_m = whole["seconds"] / part["seconds"], whole["rss_mib"] / part["rss_mib"]
-    print(f"ratio: {ratio_s:.0f}x the time, {ratio_m:.1f}x the memory")
+    with recorded("plan-shard", args.write):
+        rng = random.Random(0)
+        items = range(10_000_000, 10_500_000)
+        planned = [PlannedQuery(question_id=q, pool=rng.sample(items, 64)) for q in range(args.queries)]
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Path(tmp) / "store"
+            ctx = StageContext(load_settings(overrides={"store.uri": str(store)}), "plan")
+            shards = [planned[i : i + args.shard_size] for i in range(0, len(planned), args.shard_size)]
+            plan = Plan(kind="rl", split="train", sampler="stratified", pool_size=64, encoder="clip", shards=shards,
+                        settings_hash=ctx.settings_hash, prompt_hash="p")  # fmt: skip
+            start = time.perf_counter()
+            write_plan(ctx, plan_key("r"), plan, "r")
+            written = time.perf_counter() - start
+            size = (store / plan_key("r")).stat().st_size
+            part = read_in_fresh_process(store, plan_key("r"))
+            ctx.store.delete(plan_index_key(plan_key("r")))
+            whole = read_in_fresh_process(store, plan_key("r"))
+        print(f"plan of {args.queries:,} queries with 64-item pools, {len(shards)} shards of {args.shard_size}: "
+              f"{size / 2**20:.0f} MiB of plan.json, plan + parts written in {written:.1f} s")  # fmt: skip
+        for name, r in (("its part", part), ("the whole plan", whole)):
+            seconds, rss = r["seconds"], r["rss_mib"]
+            print(f"shard 0 ({r['queries']} queries) through {name:15s} {seconds:7.2f} s  peak RSS {rss:6.0f} MiB")
+        ratio_s, ratio_m = whole["seconds"] / part["seconds"], whole["rss_mib"] / part["rss_mib"]
+        print(f"ratio: {ratio_s:.0f}x the time, {ratio_m:.1f}x the memory")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from figures import recorded
 
 from leverplus.data import load_split
 from leverplus.data.synth import synthesize
@@ -71,34 +72,40 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="run.device of the clip-lora policy")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs, after a one-batch warm-up")
+    parser.add_argument("--write", action="store_true", help="publish the output into the docs")
     args = parser.parse_args()
-    device = torch_device(args.device)
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(str(Path(tmp) / "world"))
-        synthesize(store, 0, {"train": max(300, 2 * args.pool)})
-        split = load_split(store, "train")
-        ids = sorted(r.question_id for r in split)
-        groups = groups_of(ids, args.groups, args.pool, args.candidates)
-        clip = build_clip(Path(tmp) / "clip", architecture=args.architecture)
-        towers = load_towers(str(clip), rank=8, alpha=16.0)
-        rng = np.random.default_rng(0)
-        half = towers.dim // 2
-        vectors = rng.standard_normal((len(ids), towers.dim)).astype(np.float32)
-        table = FeatureTable("simple", "train", np.asarray(ids, dtype=np.int64), vectors[:, :half], vectors[:, half:])
-        frozen = queries_per_second(PointerSelector(PolicyConfig(feature_dim=towers.dim)), groups, table, args.epochs)
-        towers.autocast = autocast_dtype(args.precision, device)
-        net = PointerSelector(PolicyConfig(feature_dim=towers.dim), towers).to(device)
-        lora = queries_per_second(net, groups, InputBank(split, load_processor(str(clip))), args.epochs)
-    precision = "bf16 autocast" if towers.autocast is not None else "fp32"
-    print(f"{args.architecture} CLIP, {args.groups} groups of {args.candidates} candidates, pools of {args.pool}, "
-          f"{torch.get_num_threads()} CPU threads; LoRA rank 8 on q/k/v/out projections, "
-          f"{towers.trainable_parameters():,} trainable tower parameters")  # fmt: skip
-    print(f"frozen:    {frozen:8.1f} queries/s (cpu)")
-    print(f"clip-lora: {lora:8.3g} queries/s ({device}, {precision}; {frozen / lora:.1f}x slower)")
-    if device.startswith("cuda"):
-        print(f"clip-lora peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
-              f"({torch.cuda.get_device_name(device)})")  # fmt: skip
+    with recorded(f"policy-encoder-{args.architecture}-{args.device}", args.write):
+        device = torch_device(args.device)
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(str(Path(tmp) / "world"))
+            synthesize(store, 0, {"train": max(300, 2 * args.pool)})
+            split = load_split(store, "train")
+            ids = sorted(r.question_id for r in split)
+            groups = groups_of(ids, args.groups, args.pool, args.candidates)
+            clip = build_clip(Path(tmp) / "clip", architecture=args.architecture)
+            towers = load_towers(str(clip), rank=8, alpha=16.0)
+            rng = np.random.default_rng(0)
+            half = towers.dim // 2
+            vectors = rng.standard_normal((len(ids), towers.dim)).astype(np.float32)
+            table = FeatureTable(
+                "simple", "train", np.asarray(ids, dtype=np.int64), vectors[:, :half], vectors[:, half:]
+            )
+            frozen = queries_per_second(
+                PointerSelector(PolicyConfig(feature_dim=towers.dim)), groups, table, args.epochs
+            )
+            towers.autocast = autocast_dtype(args.precision, device)
+            net = PointerSelector(PolicyConfig(feature_dim=towers.dim), towers).to(device)
+            lora = queries_per_second(net, groups, InputBank(split, load_processor(str(clip))), args.epochs)
+        precision = "bf16 autocast" if towers.autocast is not None else "fp32"
+        print(f"{args.architecture} CLIP, {args.groups} groups of {args.candidates} candidates, pools of {args.pool}, "
+              f"{torch.get_num_threads()} CPU threads; LoRA rank 8 on q/k/v/out projections, "
+              f"{towers.trainable_parameters():,} trainable tower parameters")  # fmt: skip
+        print(f"frozen:    {frozen:8.1f} queries/s (cpu)")
+        print(f"clip-lora: {lora:8.3g} queries/s ({device}, {precision}; {frozen / lora:.1f}x slower)")
+        if device.startswith("cuda"):
+            print(f"clip-lora peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
+                  f"({torch.cuda.get_device_name(device)})")  # fmt: skip
 
 
 if __name__ == "__main__":

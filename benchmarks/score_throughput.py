@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from figures import recorded
 from PIL import Image
 
 from leverplus.config import load_settings
@@ -58,58 +59,62 @@ def main() -> None:
     )
     parser.add_argument("--max-pixels", type=int, default=256 * 28 * 28)
     parser.add_argument("--peak-tflops", type=float, default=None, help="GPU peak dense bf16 TFLOP/s override")
+    parser.add_argument("--write", action="store_true", help="publish the output into the docs")
     args = parser.parse_args()
-    width, height = map(int, (args.image_size or ("640x480" if args.full_size else "224x224")).split("x"))
-    overrides = {
-        "lvlm.num_beams": args.num_beams,
-        "lvlm.batch_size": args.batch_size,
-        "lvlm.max_pixels": args.max_pixels,
-    }
+    with recorded(
+        "score-throughput-full-size" if args.full_size else f"score-throughput-beams-{args.num_beams}", args.write
+    ):
+        width, height = map(int, (args.image_size or ("640x480" if args.full_size else "224x224")).split("x"))
+        overrides = {
+            "lvlm.num_beams": args.num_beams,
+            "lvlm.batch_size": args.batch_size,
+            "lvlm.max_pixels": args.max_pixels,
+        }
 
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "world"
-        synthesize(open_store(str(root)), 0, {"train": 3 * (args.queries + 60), "val": 3})
-        train = load_split(str(root), "train")
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "world"
+            synthesize(open_store(str(root)), 0, {"train": 3 * (args.queries + 60), "val": 3})
+            train = load_split(str(root), "train")
 
-        def load_image(record: object) -> Image.Image:  # decode + resize, every call: what a data loader does
-            return train.load_image(record).resize((width, height), Image.Resampling.BICUBIC)  # type: ignore[arg-type]
+            def load_image(record: object) -> Image.Image:  # decode + resize, every call: what a data loader does
+                return train.load_image(record).resize((width, height), Image.Resampling.BICUBIC)  # type: ignore[arg-type]
 
-        lvlm = _build(args.full_size, Path(tmp) / "model", load_image, overrides)
-        batches = _candidates(list(train), args.queries, args.candidates, args.shots)
-        lvlm.answer_naive(batches[-1][:2])  # warm-up on a query that is not measured
-        lvlm.answer(batches[-1][2:4])
-        batches = batches[:-1]
-        naive_s, naive = _best_of(args.repeats, lambda: [r for b in batches for r in lvlm.answer_naive(b)])
+            lvlm = _build(args.full_size, Path(tmp) / "model", load_image, overrides)
+            batches = _candidates(list(train), args.queries, args.candidates, args.shots)
+            lvlm.answer_naive(batches[-1][:2])  # warm-up on a query that is not measured
+            lvlm.answer(batches[-1][2:4])
+            batches = batches[:-1]
+            naive_s, naive = _best_of(args.repeats, lambda: [r for b in batches for r in lvlm.answer_naive(b)])
 
-        def ours_cold() -> list:  # every repeat starts with nothing cached
-            lvlm.vision = VisionCache(lvlm.model, lvlm.processor.image_processor, load_image, lvlm.vision.capacity)
-            return [r for b in batches for r in lvlm.answer(b)]
+            def ours_cold() -> list:  # every repeat starts with nothing cached
+                lvlm.vision = VisionCache(lvlm.model, lvlm.processor.image_processor, load_image, lvlm.vision.capacity)
+                return [r for b in batches for r in lvlm.answer(b)]
 
-        ours_s, ours = _best_of(args.repeats, ours_cold)
+            ours_s, ours = _best_of(args.repeats, ours_cold)
 
-    n = sum(map(len, batches))
-    agree = sum(a.prediction == b.prediction for a, b in zip(naive, ours, strict=True))
-    device = torch.cuda.get_device_name() if lvlm.model.device.type == "cuda" else platform.processor() or "cpu"
-    print(
-        f"date {datetime.date.today()}  device {device}  cpu cores {os.cpu_count()}  torch {torch.__version__}  "
-        f"threads {torch.get_num_threads()}"
-    )
-    print(
-        f"model {'Qwen2.5-VL-3B architecture (random weights)' if args.full_size else 'tiny Qwen2.5-VL'}  "
-        f"dtype {lvlm.model.dtype}  images {width}x{height}  max_pixels {args.max_pixels}  "
-        f"beams {args.num_beams}  batch {args.batch_size}"
-    )
-    print(
-        f"candidates {n} ({len(batches)} queries x {args.candidates}, {args.shots} shots)  "
-        f"images encoded by ours {lvlm.vision.encoded} (naive: {n * (args.shots + 1)})"
-    )
-    print(f"naive {n / naive_s:9.1f} candidates/s  ({naive_s:.2f} s, best of {args.repeats})")
-    print(f"ours  {n / ours_s:9.1f} candidates/s  ({ours_s:.2f} s, best of {args.repeats}, cold cache each time)")
-    print(f"ratio {naive_s / ours_s:.2f}x   answers identical: {agree}/{n}")
-    if lvlm.model.device.type == "cuda":
-        _flop_report(lvlm, batches, ours_s, args.peak_tflops)
-    if lvlm.model.dtype == torch.float32 and agree != n:
-        raise SystemExit("the optimised scorer's answers differ from the naive loop's")
+        n = sum(map(len, batches))
+        agree = sum(a.prediction == b.prediction for a, b in zip(naive, ours, strict=True))
+        device = torch.cuda.get_device_name() if lvlm.model.device.type == "cuda" else platform.processor() or "cpu"
+        print(
+            f"date {datetime.date.today()}  device {device}  cpu cores {os.cpu_count()}  torch {torch.__version__}  "
+            f"threads {torch.get_num_threads()}"
+        )
+        print(
+            f"model {'Qwen2.5-VL-3B architecture (random weights)' if args.full_size else 'tiny Qwen2.5-VL'}  "
+            f"dtype {lvlm.model.dtype}  images {width}x{height}  max_pixels {args.max_pixels}  "
+            f"beams {args.num_beams}  batch {args.batch_size}"
+        )
+        print(
+            f"candidates {n} ({len(batches)} queries x {args.candidates}, {args.shots} shots)  "
+            f"images encoded by ours {lvlm.vision.encoded} (naive: {n * (args.shots + 1)})"
+        )
+        print(f"naive {n / naive_s:9.1f} candidates/s  ({naive_s:.2f} s, best of {args.repeats})")
+        print(f"ours  {n / ours_s:9.1f} candidates/s  ({ours_s:.2f} s, best of {args.repeats}, cold cache each time)")
+        print(f"ratio {naive_s / ours_s:.2f}x   answers identical: {agree}/{n}")
+        if lvlm.model.device.type == "cuda":
+            _flop_report(lvlm, batches, ours_s, args.peak_tflops)
+        if lvlm.model.dtype == torch.float32 and agree != n:
+            raise SystemExit("the optimised scorer's answers differ from the naive loop's")
 
 
 def _build(full_size: bool, path: Path, load_image: object, overrides: dict) -> HFLVLM:

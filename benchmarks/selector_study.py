@@ -1,9 +1,9 @@
 """Pools and heuristics on a dev split of *train* questions, noise-free: what each pool design lets a selector reach,
 and which MMR λ the report's `mmr` baseline uses. Never touches evaluation questions.
 
-    python benchmarks/selector_study.py [--store leverplus-store] [--run run-0001] [--dev 300] [--out F.json]
+    python benchmarks/selector_study.py [--store leverplus-store] [--run run-0001] [--dev 300] [--write]
 
-Needs a store where `make run` has run (the embedded default). The dev queries are the grpo_dev_sweep's: a seeded
+Needs a store where `make run` has run (the embedded default). The dev queries are devsplit.py's: a seeded
 sample of train questions no round planned and no SFT anchor used. For each pool design (sampler, size, diversity
 share) it prints, per shot count, the simulator's expected accuracy of: similarity top-k within the pool, MMR within
 the pool at each λ, global retrieval (top-k of the whole train split, no pool), and the best sequence in the pool
@@ -13,11 +13,11 @@ the pool at each λ, global retrieval (top-k of the whole train split, no pool),
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
-from grpo_dev_sweep import _dev_queries, _settings
+from devsplit import dev_queries, run_settings
+from figures import machine, publish, table
 
 from leverplus.heuristics import mmr, retrieve
 from leverplus.lvlm.base import Request
@@ -107,42 +107,44 @@ def main() -> None:
     parser.add_argument("--store", default="leverplus-store")
     parser.add_argument("--run", default="run-0001")
     parser.add_argument("--dev", type=int, default=300, help="dev queries")
-    parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument("--write", action="store_true", help="publish the figures into the docs")
     args = parser.parse_args()
-    ctx = StageContext(_settings(args.store), "benchmark")
-    ids = [g.question_id for g in _dev_queries(ctx, args.run, args.dev)]
+    ctx = StageContext(run_settings(args.store, args.run, {}), "benchmark")
+    ids = [g.question_id for g in dev_queries(ctx, args.run, args.dev)]
     retrieval = retrieval_table(ctx, ids)
-    print(f"{len(ids)} dev queries (unscored train questions); noise-free expected accuracy, %")
-    print("global retrieval: " + " / ".join(f"{retrieval[k]:.2f}" for k in SHOTS))
-    figures: dict[str, object] = {"dev_queries": len(ids), "retrieval": retrieval, "pools": {}}
+    body, retrieved = [], {}
     for sampler, size, diversity in POOLS:
         start = time.monotonic()
         seqs = pool_sequences(ctx, dev_pools(ctx, ids, sampler, size, diversity))
         rows = expected_table(ctx, seqs)
-        label = f"{sampler} {size}" + (f" diversity {diversity}" if sampler == "retrieved" else "")
-        figures["pools"][label] = rows  # type: ignore[index]
-        print(f"\n{label} ({time.monotonic() - start:.0f} s)")
-        print("| system | " + " | ".join(f"shot {k}" for k in SHOTS) + " |")
-        print("|---|" + "---:|" * len(SHOTS))
-        for name, by_k in rows.items():
-            print(f"| {name} | " + " | ".join(f"{by_k[k]:.2f}" for k in SHOTS) + " |")
+        label = f"{sampler} {size}" + (f", diversity {diversity}" if diversity else "")
+        retrieved = rows if (sampler, size, diversity) == ("retrieved", 32, 0.0) else retrieved
         oracle = detectable(ctx, seqs["best in pool"], seqs["mmr λ=0.5"])
-        figures["pools"][label]["oracle_vs_mmr_measured"] = oracle  # type: ignore[index]
-        print(
-            "best in pool vs mmr λ=0.5, measured as the report measures (Holm-corrected paired bootstrap): "
-            + "; ".join(
-                f"shot {k}: {v['delta']:+.2f} {v['ci']} {'called' if v['significant'] else 'not called'}"
-                for k, v in oracle.items()
-            )
-        )
-    retrieved = figures["pools"]["retrieved 32 diversity 0.0"]  # type: ignore[index]
-
-    best = max(LAMBDAS, key=lambda lam: np.mean([retrieved[f"mmr λ={lam}"][k] for k in (2, 3, 4)]))
-    figures["mmr_lambda"] = best
-    print(f"\nMMR λ with the best mean over shots 2-4 on retrieved pools of 32: {best}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(figures, f, indent=1)
+        called = [k for k, v in oracle.items() if v["significant"]]
+        systems = ("similarity", "mmr λ=0.5", "best in pool")
+        cells = [" / ".join(f"{rows[name][k]:.2f}" for k in SHOTS) for name in systems]
+        deltas = " / ".join(f"{v['delta']:+.1f}" for v in oracle.values())
+        body.append([label, *cells, f"{deltas} ({'shots ' + ', '.join(called) if called else 'none'})"])
+        print(f"{label}: {time.monotonic() - start:.0f} s", flush=True)
+    means = {lam: np.mean([retrieved[f"mmr λ={lam}"][k] for k in (2, 3, 4)]) for lam in LAMBDAS}
+    best = max(means, key=means.get)
+    header = ["pool", "similarity", "MMR λ 0.5", "best in pool", "best vs MMR, measured (called?)"]
+    text = (
+        f"{machine()}; {len(ids)} dev queries of the store of `make run`. Noise-free %, shots "
+        + " / ".join(str(k) for k in SHOTS)
+        + "; global retrieval "
+        + " / ".join(f"{retrieval[k]:.2f}" for k in SHOTS)
+        + ":\n\n"
+        + table(header, body)
+        + "\n\nMMR λ "
+        + " / ".join(f"{lam}" for lam in LAMBDAS)
+        + " on retrieved pools of 32 (mean of shots 2–4): "
+        + " / ".join(f"{m:.2f}" for m in means.values())
+        + f"; the best, λ = {best}, is `eval.mmr_lambda`."
+    )
+    print(text)
+    if args.write:
+        publish("selector-study", text)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 each reward mode, scored on a dev split of *train* questions beside the non-learned systems on the same pools.
 
     python benchmarks/signal_study.py --store S [--run run-0001] [--rewards hard_plus_soft hard_plus_prob]
-                                      [--dev 300] [--seeds 1] [--out F.json]
+                                      [--dev 300] [--seeds 1] [--write]
 
 S is a store where `leverplus run balanced-v3` has run; the study takes that run's recorded settings (pools, sizes,
 training settings), so it trains exactly what the run trained, except for the reward mode (rewards are computed
 from stored candidate fields, so a mode needs no rescoring). The dev queries are unscored train questions with pools
-from the run's sampler (benchmarks/grpo_dev_sweep.py). Figures: the simulator's noise-free expected accuracy of
+from the run's sampler (benchmarks/devsplit.py). Figures: the simulator's noise-free expected accuracy of
 the greedy k-shot prompts, k = 1..4.
 """
 
@@ -15,25 +15,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 import numpy as np
-from grpo_dev_sweep import SHOTS, _dev_queries, dev_accuracy
+from devsplit import dev_accuracy, dev_queries, run_settings
+from figures import machine, publish, shots_table
 from selector_study import expected_table, pool_sequences, retrieval_table
 
-from leverplus.config import load_recorded_settings
 from leverplus.policy import load_policy
 from leverplus.policy.train import Group, train_grpo, train_rce
-from leverplus.run_record import recorded_settings
-from leverplus.store import open_store
-
-
-def run_settings(store: str, run_id: str, overrides: dict[str, object]):  # noqa: ANN201
-    found = recorded_settings(open_store(store), run_id, None)
-    if found is None:
-        raise SystemExit(f"{store}: run {run_id} has no recorded settings; run `leverplus run balanced-v3` there")
-    return load_recorded_settings(found[1], {"store.uri": store, **overrides})
 
 
 def baselines(ctx, dev: list[Group]) -> dict[str, dict[int, float]]:  # noqa: ANN001
@@ -77,10 +67,10 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=300, help="dev queries")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per reward mode")
     parser.add_argument("--grpo-lrs", type=float, nargs="+", help="GRPO learning rates (default: the run's)")
-    parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument("--write", action="store_true", help="publish the figures into the docs")
     args = parser.parse_args()
     base = StageContext(run_settings(args.store, args.run, {}), "benchmark")
-    dev = _dev_queries(base, args.run, args.dev)
+    dev = dev_queries(base, args.run, args.dev)
     noise = group_noise(base)
     print(
         f"balanced groups: {noise['groups']}; within a group the candidates' expected accuracy has sd "
@@ -105,15 +95,17 @@ def main() -> None:
                 grpo = train_grpo(copy.deepcopy(rce).train(), groups, feats, feats, **options, sink=quiet)
                 rows[f"RCE -> GRPO lr {lr:g} {mode} seed {seed}"] = dev_accuracy(ctx, grpo, dev)
             print(f"{mode} seed {seed}: {len(groups)} groups of {version}, {time.monotonic() - start:.0f} s")
-    print(f"\n{len(dev)} dev queries, pools `{base.settings.pool.sampler}` of {base.settings.pool.size}; noise-free %")
-    print("| system | " + " | ".join(f"shot {k}" for k in SHOTS) + " | mean 2-4 |")
-    print("|---|" + "---:|" * (len(SHOTS) + 1))
-    for name, acc in rows.items():
-        cells = " | ".join(f"{acc[k]:.2f}" for k in SHOTS)
-        print(f"| {name} | {cells} | {np.mean([acc[k] for k in (2, 3, 4)]):.2f} |")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"group_noise": noise, "dev": rows}, f, indent=1)
+    text = (
+        f"{machine()}; store of `make run` (run {args.run}: pools `{base.settings.pool.sampler}` of "
+        f"{base.settings.pool.size}, {noise['groups']} balanced queries), seed 0, {len(dev)} dev queries. Noise-free "
+        "%:\n\n" + shots_table(rows, "mmr λ=0.5", "best in pool") + "\n\nWithin a balanced group the candidates' "
+        f"expected accuracy has sd {noise['expected_sd_all']:.3f}, and {noise['expected_sd_best10']:.3f} among the "
+        "10 best (what separates the best sequence from MMR); a candidate's reward comes from one sampled answer "
+        f"(sd ≈ 0.5 at p ≈ 0.5) that correlates {noise['corr_sampled_expected']:.2f} with its expected accuracy."
+    )
+    print(text)
+    if args.write:
+        publish("signal-study", text)
 
 
 if __name__ == "__main__":

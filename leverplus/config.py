@@ -528,7 +528,7 @@ def settings_hash(settings: Settings) -> str:
 
 
 def settings_reference_markdown() -> str:
-    """A Markdown table of every setting: env variable, default and meaning (README's configuration reference)."""
+    """A Markdown table of every setting: env variable, default and meaning (docs/configuration.md)."""
     rows = ["| setting | env | default | meaning |", "|---|---|---|---|"]
     for group, info in Settings.model_fields.items():
         model = info.annotation

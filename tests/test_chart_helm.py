@@ -1,6 +1,6 @@
 """The Helm chart rendered by a real helm (scripts/install_helm.sh puts one in .venv/bin), every object validated
 strictly: core objects against Kubernetes' schemas, Argo objects against the strict schema from Hera's models. The
-README's helm commands are rendered exactly as written."""
+cluster guide's (docs/cluster.md) helm commands are rendered exactly as written."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _validate(objects: list[dict]) -> None:
 
 
 def _readme_helm_commands() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "cluster.md").read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
@@ -114,7 +114,7 @@ def test_the_old_readme_command_fails_and_settings_reach_the_configmap() -> None
 
 def test_the_readmes_helm_commands_render() -> None:
     commands = _readme_helm_commands()
-    assert commands, "the README shows no helm command"
+    assert commands, "docs/cluster.md shows no helm command"
     for argv in commands:
         assert argv[:2] == ["helm", "install"]
         release, chart, flags = argv[2], argv[3], argv[4:]

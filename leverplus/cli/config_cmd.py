@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         description="Print defaults < --config YAML < LEVERPLUS_* env < --set, with secrets masked.",
     )
     show.set_defaults(handler=_show)
-    reference = sub.add_parser("reference", help="print every setting as a Markdown table (README reference)")
+    reference = sub.add_parser("reference", help="print every setting as a Markdown table (docs/configuration.md)")
     reference.set_defaults(handler=_reference)
 
 
