@@ -20,8 +20,9 @@ import yaml
 from leverplus.config import Settings, credentials_env, load_settings, settings_hash, settings_to_yaml
 from leverplus.data.vqav2 import annotations_file
 from leverplus.errors import ConfigError, ConflictError
+from leverplus.live import LiveMonitor, LogMonitor, StepMonitor, print_summary
 from leverplus.local import LocalRunner
-from leverplus.log import get_logger
+from leverplus.log import get_logger, json_logs_enabled
 from leverplus.pipeline import SFT, get_pipeline
 from leverplus.run_record import (
     RunRecord,
@@ -244,10 +245,10 @@ def launch(req: RunRequest) -> dict[str, str]:
     runner = LocalRunner(config_file, log_dir, req.workers, env=credentials_env(settings))
     if "sft_checkpoint" in pipeline.params and not params["sft_checkpoint"]:
         log.info("no SFT policy given: training one first", run_id=run_id)
-        runner.on_step = _announce(SFT.name)
+        runner.monitor = _monitor(SFT.name)
         runner.run(SFT, params)
         params["sft_checkpoint"] = f"runs/{run_id}/checkpoints/sft"
-    runner.on_step = _announce(pipeline.name)
+    runner.monitor = _monitor(pipeline.name)
     runner.run(pipeline, params)
     outcome = _outcome(store, run_id)
     write_record(store, record.model_copy(update={"status": "finished", "outcome": outcome}))
@@ -260,6 +261,8 @@ def launch(req: RunRequest) -> dict[str, str]:
         "outcome": outcome,
     }
     log.info("run finished", **summary, logs=str(log_dir))
+    if summary["metrics_uri"] and sys.stderr.isatty() and not json_logs_enabled():
+        print_summary(json.loads(store.get_bytes(f"runs/{run_id}/report/metrics.json")), summary["report_uri"])
     return summary
 
 
@@ -271,25 +274,11 @@ def _outcome(store: Store, run_id: str) -> str:
     return growth_summary(json.loads(store.get_bytes(key)))
 
 
-def _announce(pipeline: str) -> Any:
-    """Progress of a pipeline: a bar over its steps on a terminal, a log line per step change in pods and CI."""
-    log = get_logger()
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(get_pipeline(pipeline).steps), desc=pipeline, unit="step", leave=True)
-
-    def on_step(step: str, status: str) -> None:
-        if bar is None:
-            if status != "done":
-                log.info(f"{pipeline}: {step} {status}")
-            return
-        bar.set_postfix_str(f"{step} {status}")
-        if status in ("done", "skipped"):
-            bar.update(1)
-
-    return on_step
+def _monitor(pipeline: str) -> StepMonitor:
+    """A live table of the steps when a person watches the terminal, a structured event per step otherwise."""
+    if sys.stderr.isatty() and not json_logs_enabled():
+        return LiveMonitor(pipeline, [step.name for step in get_pipeline(pipeline).order()])
+    return LogMonitor(pipeline)
 
 
 def write_summary(summary: dict[str, str], path: str) -> None:

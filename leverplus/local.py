@@ -9,13 +9,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from leverplus.errors import LeverPlusError
-from leverplus.log import get_logger
+from leverplus.live import StepMonitor
 from leverplus.pipeline import Pipeline, Step
 
 __all__ = ["LocalRunner", "StepFailed"]
@@ -31,7 +30,7 @@ class LocalRunner:
     log_dir: Path
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # added to every step's environment (credentials)
-    on_step: Callable[[str, str], None] = lambda step, status: None
+    monitor: StepMonitor = field(default_factory=StepMonitor)  # what the person or the log is shown
     outputs: dict[str, str] = field(default_factory=dict)  # step -> what it printed (stdout, stripped)
     seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time (a fan-out: all its items)
 
@@ -40,13 +39,14 @@ class LocalRunner:
         env["LEVERPLUS_CONFIG"] = str(self.config_file)
         env.update(self.env)
         env.setdefault("LEVERPLUS_LOG_FORMAT", "json")
+        env.setdefault("LEVERPLUS_PROGRESS_SECONDS", "1")  # the live view reads progress back from the logs
         # Parallel processes share the cores: without a cap each torch process starts one thread per core.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
         return env
 
-    def _invoke(self, args: list[str], label: str, parallel: int = 1) -> str:
+    def _invoke(self, args: list[str], step: str, label: str, parallel: int = 1) -> str:
         log_path = self.log_dir / f"{label}.log"
-        start = time.monotonic()
+        self.monitor.item(step, log_path, "running")
         with open(log_path, "a") as log:  # a continued run appends: the killed attempt's log stays
             proc = subprocess.run(
                 [sys.executable, "-m", "leverplus", *args],
@@ -62,7 +62,7 @@ class LocalRunner:
                 f"step {label} failed (exit {proc.returncode}): `leverplus {' '.join(args)}`; "
                 f"log {log_path}: {' | '.join(tail)}"
             )
-        get_logger().debug("step done", step=label, seconds=round(time.monotonic() - start, 1))
+        self.monitor.item(step, log_path, "done")
         return proc.stdout.strip()
 
     def _items(self, source: str) -> list[str]:
@@ -76,26 +76,39 @@ class LocalRunner:
         """One process per item, `workers` at a time; what they print, in item order."""
         items = self._items(step.fan_out or "")
         parallel = max(1, min(self.workers, len(items)))
+        self.monitor.fan_out(step.name, len(items))
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             futures = [
-                pool.submit(self._invoke, step.render(params, item), f"{step.name}-{item}", parallel) for item in items
+                pool.submit(self._invoke, step.render(params, item), step.name, f"{step.name}-{item}", parallel)
+                for item in items
             ]
             return "\n".join(f.result() for f in futures)
 
     def run(self, pipeline: Pipeline, params: dict[str, str]) -> dict[str, str]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for step in pipeline.order():
-            if step.when and self.outputs.get(step.when[0], "").splitlines()[-1:] != [step.when[1]]:
-                self.on_step(step.name, "skipped")
-                self.outputs[step.name] = ""
-                continue
-            self.on_step(step.name, "running")
-            start = time.monotonic()
+        try:
+            for step in pipeline.order():
+                self._run_step(pipeline, step, params)
+        finally:
+            self.monitor.close()
+        (self.log_dir / "timings.json").write_text(json.dumps(self.seconds, indent=2) + "\n")
+        return self.outputs
+
+    def _run_step(self, pipeline: Pipeline, step: Step, params: dict[str, str]) -> None:
+        if step.when and self.outputs.get(step.when[0], "").splitlines()[-1:] != [step.when[1]]:
+            self.monitor.step(step.name, "skipped")
+            self.outputs[step.name] = ""
+            return
+        self.monitor.step(step.name, "running")
+        start = time.monotonic()
+        try:
             if step.fan_out:
                 self.outputs[step.name] = self._fan_out(step, params)
             else:
-                self.outputs[step.name] = self._invoke(step.render(params), step.name)
-            self.seconds[f"{pipeline.name}/{step.name}"] = round(time.monotonic() - start, 2)
-            self.on_step(step.name, "done")
-        (self.log_dir / "timings.json").write_text(json.dumps(self.seconds, indent=2) + "\n")
-        return self.outputs
+                self.outputs[step.name] = self._invoke(step.render(params), step.name, step.name)
+        except BaseException:
+            self.monitor.step(step.name, "failed", time.monotonic() - start)
+            raise
+        seconds = time.monotonic() - start
+        self.seconds[f"{pipeline.name}/{step.name}"] = round(seconds, 2)
+        self.monitor.step(step.name, "done", seconds)

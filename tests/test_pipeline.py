@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,33 +45,49 @@ def test_dags_have_the_documented_shape() -> None:
     assert all(s.when == ("growth-check", "true") for s in growth.steps if s.name in ("rce", "grpo", "eval", "report"))
 
 
-def _run(workdir: Path, *args: str, config: str = "tiny.yaml") -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leverplus",
-            "run",
-            *args,
-            "--profile",
-            "embedded",
-            "--config",
-            config,
-            "--workers",
-            "2",
-            "--summary-json",
-            "summary.json",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("report.md")
-    return json.loads((workdir / "summary.json").read_text())
+def _run(workdir: Path, *args: str, config: str = "tiny.yaml", terminal: bool = False) -> tuple[dict, str]:
+    """`leverplus run` in a fresh process: its summary and what it wrote on stderr — a pseudo-terminal's screen
+    when `terminal`, as a person at a terminal sees it, else its log lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")} | {"COLUMNS": "160"}
+    argv = [sys.executable, "-m", "leverplus", "run", *args, "--profile", "embedded", "--config", config]
+    argv += ["--workers", "2", "--summary-json", "summary.json"]
+    if terminal:
+        returncode, stdout, stderr = _on_a_terminal(argv, workdir, env)
+    else:
+        proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    assert returncode == 0, stderr[-3000:]
+    assert stdout.strip().endswith("report.md")
+    return json.loads((workdir / "summary.json").read_text()), stderr
+
+
+def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal (read as it is written, so the child never blocks on it)."""
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    screen: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed its end
+                return
+            if not chunk:
+                return
+            screen.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=300)
+    reader.join(timeout=10)
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", b"".join(screen).decode(errors="replace"))  # colours, cursor
+    return proc.returncode, stdout, text
 
 
 @pytest.mark.slow
@@ -80,8 +97,8 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
         workdir = tmp_path / name
         workdir.mkdir()
         (workdir / "tiny.yaml").write_text(TINY)
-        runs.append((workdir, _run(workdir, "balanced-v3")))
-    (a_dir, a), (b_dir, _) = runs
+        runs.append((workdir, *_run(workdir, "balanced-v3", terminal=name == "a")))
+    (a_dir, a, screen), (b_dir, _, logged) = runs
     assert set(a) == {"run_id", "report_uri", "metrics_uri"} and a["run_id"] == "run-0001"
     store = a_dir / "leverplus-store"
     report = store / "runs/run-0001/report"
@@ -118,6 +135,24 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     text = (report / "report.md").read_text()
     assert "## What RL bought" in text and "Holm" in text and "## Ceilings (simulated LVLM, noise-free)" in text
 
+    # What a person sees on a terminal: every step with a tick, and at the end the policy beside the baselines.
+    for step in [s.name for s in PIPELINES["sft"].order()] + [s.name for s in PIPELINES["balanced-v3"].order()]:
+        assert re.search(rf"✓ +{re.escape(step)} ", screen), f"step {step} never shown as done"
+    assert "accuracy % (noise-free)" in screen and "report: file://" in screen and "│ policy" in screen
+    assert '{"event"' not in screen  # no JSON log lines on a terminal
+    # Off a terminal: a structured event per step start and finish, with its duration.
+    events = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    finished = {(e["pipeline"], e["step"]) for e in events if e.get("status") == "done" and "seconds" in e}
+    assert finished == {(p, s.name) for p in ("sft", "balanced-v3") for s in PIPELINES[p].order()}
+    # Each step's own log has its progress: candidates while scoring, epochs and the loss while training.
+    logs = next((b_dir / "leverplus-logs").glob("*/run-0001"))
+    progress = [
+        json.loads(line) for f in logs.glob("*.log") for line in f.read_text().splitlines() if '"progress"' in line
+    ]
+    assert any(e.get("unit") == "candidates" and e["done"] == e["total"] for e in progress)
+    grpo = [e for e in progress if e["what"].startswith("grpo seed") and e["done"] == e["total"] == 2]
+    assert len(grpo) == 3 and all("loss" in e for e in grpo)  # three seeds, each to its last epoch
+
     # Same seed -> byte-identical balanced set and identical metrics.
     balanced = "rl-data/balanced/segments/round-0001.jsonl"
     assert (store / balanced).read_bytes() == (b_dir / "leverplus-store" / balanced).read_bytes()
@@ -126,7 +161,7 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
 
     # A data-growth round in the same store: new queries only, v2 published, retraining triggered by the growth,
     # and the new report's history lists the first run.
-    growth = _run(a_dir, "data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft")
+    growth, _ = _run(a_dir, "data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft")
     assert growth["run_id"] == "run-0002"
     plan1 = json.loads((store / "rounds/round-0001/plan.json").read_text())
     plan2 = json.loads((store / "rounds/round-0002/plan.json").read_text())

@@ -123,7 +123,8 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
     policy = ctx.load_policy(policy_uri)[0] if policy_uri else None
     train, queries = ctx.split(ctx.settings.data.train_split), ctx.split(part.split)
     groups, start = [], time.monotonic()
-    with progress(len(queries_in_shard), f"scoring shard {shard}") as update:
+    per_query = rl.candidates_per_query
+    with progress(len(queries_in_shard) * per_query, f"scoring shard {shard}", unit="candidates") as update:
         for query in queries_in_shard:
             record = queries[query.question_id]
             check_pool(record.question_id, record.image_id, {i: train[i].image_id for i in query.pool})
@@ -162,6 +163,6 @@ def run_score(ctx: StageContext, round_id: str, shard: int, policy_uri: str | No
                     **{**group_facts(ctx.settings), "lvlm": ctx.lvlm.name},
                 )
             )
-            update(1)
+            update(per_query)
     # The wall time sizes later rounds' shards (rl.shard_minutes); it is provenance, not data.
     return write_shard(ctx, key, groups, seconds=round(time.monotonic() - start, 3))

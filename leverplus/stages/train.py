@@ -4,6 +4,7 @@ runs/<run-id>/checkpoints/<stage>, each with its provenance and a metrics.jsonl 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from leverplus.policy.groups import GroupTable, GroupTableBuilder
 from leverplus.policy.resume import TrainState, load_state, save_state
 from leverplus.policy.rewards import reward
 from leverplus.policy.train import SFTExample, train_grpo, train_rce, train_sft
+from leverplus.progress import progress_event
 from leverplus.records import canonical_json
 from leverplus.stages.balanced import stream_balanced
 from leverplus.stages.compat import check_groups
@@ -42,6 +44,14 @@ class _Curve:
         self.rows.append({"step": step, **metrics})
         if step % self.every == 1 or self.every == 1:
             self.log.info("train", step=step, **{k: round(v, 5) for k, v in metrics.items()})
+
+    def loss(self) -> dict[str, float]:
+        """The newest training loss, for progress: {"loss": value}, or nothing before the first step."""
+        for row in reversed(self.rows):
+            for name, value in row.items():
+                if name.endswith("/loss"):
+                    return {"loss": round(value, 5)}
+        return {}
 
     def jsonl(self) -> bytes:
         return b"".join(canonical_json(r) + b"\n" for r in self.rows)
@@ -92,7 +102,8 @@ def run_sft(ctx: StageContext, run_id: str) -> str:
     net = ctx.new_policy()
     train = ctx.policy_inputs(net, ctx.settings.data.train_split)
     s, curve = ctx.settings.sft, _Curve()
-    resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, "", f"{len(examples)} examples"))
+    guard = _guard(ctx, "", f"{len(examples)} examples")
+    resume, on_epoch_end = _epoch_states(ctx, out, curve, guard, ("sft", s.epochs))
     train_sft(
         net,
         examples,
@@ -193,7 +204,8 @@ def run_rce(ctx: StageContext, run_id: str, init: str, version: int | None = Non
             continue
         net, curve = _load_init(ctx, init), _Curve()
         train = ctx.policy_inputs(net, ctx.settings.data.train_split)
-        resume, on_epoch_end = _epoch_states(ctx, out, curve, _guard(ctx, init, data_version))
+        guard, epochs = _guard(ctx, init, data_version), (f"rce seed {seed}", rl.rce_epochs)
+        resume, on_epoch_end = _epoch_states(ctx, out, curve, guard, epochs)
         options = rce_options(rl, ctx.settings.run.seed + seed)
         train_rce(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
         written = _save_final(
@@ -260,7 +272,8 @@ def _grpo_seed(
     def checkpoint_epoch(state: TrainState, model: PointerSelector) -> None:
         _save(ctx, model, f"{prefix}/epoch-{state.epoch:03d}", curve, epoch=state.epoch, **provenance)
 
-    resume, on_epoch_end = _epoch_states(ctx, prefix, curve, _guard(ctx, init, data_version), checkpoint_epoch)
+    guard, epochs = _guard(ctx, init, data_version), (f"grpo seed {seed}", rl.grpo_epochs)
+    resume, on_epoch_end = _epoch_states(ctx, prefix, curve, guard, epochs, checkpoint_epoch)
     options = grpo_options(rl, ctx.settings.run.seed + seed)
     train_grpo(net, groups, train, train, **options, sink=curve, on_epoch_end=on_epoch_end, resume=resume)
     uri = _save_final(ctx, net, prefix, curve, **provenance)
@@ -273,21 +286,25 @@ def _epoch_states(
     prefix: str,
     curve: _Curve,
     guard: dict[str, str],
+    epochs: tuple[str, int],
     also: Callable[[TrainState, PointerSelector], None] | None = None,
 ) -> tuple[TrainState | None, Callable[[TrainState, PointerSelector], None]]:
     """(the state a killed run of this stage left, if it belongs to these settings, init and data; the callback that
-    writes the state after every epoch, one atomic object beside the checkpoint)."""
+    writes the state after every epoch, one atomic object beside the checkpoint, and reports the epoch as progress).
+    epochs: (what is training, e.g. "grpo seed 1"; how many epochs it trains)."""
     key = f"{prefix}/{RESUME_FILE}"
     resume = load_state(ctx.store, key, guard)
     if resume is not None:
         curve.rows = resume.curve
         ctx.log.info("continuing from the last epoch", uri=ctx.store.uri_for(prefix), epochs_done=resume.epoch)
+    start = time.monotonic()
 
     def on_epoch_end(state: TrainState, model: PointerSelector) -> None:
         if also is not None:
             also(state, model)
         state.curve = curve.rows
         save_state(ctx.store, key, state, guard)
+        progress_event(epochs[0], state.epoch, epochs[1], time.monotonic() - start, unit="epochs", **curve.loss())
 
     return resume, on_epoch_end
 
