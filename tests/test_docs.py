@@ -30,7 +30,7 @@ FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")  # 87.46, 0.5 — not a vers
 def _published_names(script: Path) -> list[re.Pattern[str]]:
     """Block names a benchmark script can publish: its string literals shaped like one (an f-string's fields read
     as wildcards)."""
-    literals = re.findall(r"""f?["']([a-z][\w{}.]*-[\w{}.-]*)["']""", script.read_text())
+    literals = re.findall(r"""f?["']([a-z][\w{}.-]*)["']""", script.read_text())
     return [re.compile(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(n))) for n in literals]
 
 
