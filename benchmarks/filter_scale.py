@@ -1,5 +1,5 @@
 """Time, peak memory and bytes written of `leverplus filter` at VQAv2 scale, on groups of `score`'s exact shape
-(20 candidates of 2 ICDs, a 64-item pool; leverplus/data/scored_rounds.py), local store, `filter` in a fresh
+(20 candidates of 2 ICDs, a 64-item pool; benchmarks/scored_rounds.py), local store, `filter` in a fresh
 process as a pod would run it.
 
     python benchmarks/filter_scale.py [--queries 20000]     one round into an empty set
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from figures import recorded
+from scored_rounds import write_scored_round
 
 from leverplus.config import load_settings
-from leverplus.data.scored_rounds import write_scored_round
 from leverplus.stages.context import StageContext
 
 SETTINGS = {"lvlm.backend": "sim", "features.encoder": "simple", "data.name": "synthetic"}

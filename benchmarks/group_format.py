@@ -15,9 +15,9 @@ import zlib
 from collections.abc import Callable
 
 from figures import recorded
+from scored_rounds import random_group
 
 from leverplus.config import load_settings
-from leverplus.data.scored_rounds import random_group
 from leverplus.lvlm import lvlm_id
 from leverplus.records import CandidateGroup, canonical_json
 from leverplus.stages.compat import group_facts

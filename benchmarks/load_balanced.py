@@ -4,7 +4,7 @@ verified line by line, each record checked and turned into rows of the training 
     python benchmarks/load_balanced.py [--queries 400000] [--rounds 4]
 
 Publishes a balanced set of N queries in --rounds segments (groups of `score`'s exact shape, all inside the
-balance band; leverplus/data/scored_rounds.py), then loads it in a fresh process and prints the time, the growth of
+balance band; benchmarks/scored_rounds.py), then loads it in a fresh process and prints the time, the growth of
 that process's peak RSS over its RSS before loading, the bytes of the arrays themselves, and the growth beyond them.
 """
 
@@ -20,8 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from figures import recorded
 from filter_scale import SETTINGS, SHARD, context, run_filter
-
-from leverplus.data.scored_rounds import write_scored_round
+from scored_rounds import write_scored_round
 
 _MEASURE = """
 import time

@@ -5,11 +5,12 @@ commit ac8c268): each version rewrote the whole set, sorted by question_id, plus
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
 from leverplus.config import load_settings
-from leverplus.data.scored_rounds import write_scored_round
 from leverplus.errors import IntegrityError
 from leverplus.records import CandidateGroup, canonical_json
 from leverplus.stages.balanced import export_merged, load_balanced, segments, stream_balanced
@@ -17,6 +18,9 @@ from leverplus.stages.context import StageContext
 from leverplus.stages.filter import is_balanced, run_filter
 from leverplus.stages.layout import BALANCED, MERGED_EXPORT, round_prefix, shard_key
 from leverplus.stages.verify import run_verify
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # a writer of fake scored rounds
+from scored_rounds import write_scored_round
 
 # Three nightly rounds; round-2 re-scores 20 of round-1's queries (a set is keyed by question_id: they must not
 # be added twice) and round-3 re-scores some of round-2's.

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from leverplus.data.palette import COLORS
 from leverplus.data.vqav2 import annotations_file, image_key, questions_file
 from leverplus.store import Store
 
@@ -30,14 +31,6 @@ IMAGE_SIZE = 224
 GRID = 4  # objects sit in distinct cells of a GRID x GRID layout, so they never overlap
 QUESTIONS_PER_IMAGE = 3
 SHAPES = ("circle", "square", "triangle", "diamond")
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (214, 39, 40),
-    "green": (44, 160, 44),
-    "blue": (31, 90, 220),
-    "yellow": (240, 200, 20),
-    "purple": (148, 60, 189),
-    "orange": (255, 127, 14),
-}
 COLOR_SYNONYMS = {"purple": "violet", "orange": "tangerine", "green": "lime", "blue": "navy"}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 # First image id of each split, so ids never collide across splits (as in COCO).

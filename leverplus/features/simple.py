@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from leverplus.data.synth import COLORS
+from leverplus.data.palette import COLORS
 
 __all__ = ["IMAGE_DIM", "QUESTION_DIM", "encode_image", "encode_question"]
 
