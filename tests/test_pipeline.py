@@ -209,7 +209,7 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
 
     build_qwen_vl(tmp_path / "tiny-qwen", answer_prior=True)  # says "yes", "red", "2"...: some answers are right
     (tmp_path / "hf.yaml").write_text(TINY_HF)
-    summary = _run(
+    summary, _ = _run(
         tmp_path, "balanced-v3", "--lvlm", "hf", "--set", f"lvlm.model={tmp_path / 'tiny-qwen'}", config="hf.yaml"
     )
     store = tmp_path / "leverplus-store"
