@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from leverplus.errors import IntegrityError
+from leverplus.errors import IntegrityError, NotFoundError
 from leverplus.records import Plan
 from leverplus.run_record import RunRecord, read_record
 from leverplus.stages.layout import BALANCED, LEASE, plan_key, queries_key
@@ -81,6 +81,17 @@ class Catalog:
     def version_numbers(self) -> list[int]:
         names = (k.rsplit("/", 1)[1] for k in self.store.list(f"{BALANCED}/") if k.endswith(".manifest.json"))
         return sorted(int(n.split(".")[0][1:]) for n in names if n.startswith("v") and n.split(".")[0][1:].isdigit())
+
+    def published(self) -> int:
+        """The version the `latest` pointer names (0: none published). A manifest above it was written by a filter
+        that died before moving the pointer: not published."""
+        key = f"{BALANCED}/latest"
+        if not self.store.exists(key):
+            return 0
+        text = self.store.get_bytes(key).decode().strip()
+        if not (text.startswith("v") and text[1:].isdigit()):
+            raise IntegrityError(f"{self.store.uri_for(key)}: expected 'v<n>', found {text[:20]!r}")
+        return int(text[1:])
 
     def version(self, version: int | str) -> VersionStats:
         name = version if isinstance(version, str) else f"v{version}"
@@ -207,11 +218,18 @@ def status(store: Store) -> dict[str, Any]:
         for name, v in catalog.versions().items()
     }  # fmt: skip
     runs = {r: catalog.run(r).model_dump(exclude={"run_id"}) for r in catalog.run_ids()}
+    if not (rounds or versions or runs or store.list("features/") or store.list("datasets/")):
+        raise NotFoundError(
+            f"{store.uri} holds no Lever-Plus objects (datasets, features, rounds, balanced versions, runs): "
+            "is the store URI right?"
+        )
+    published = catalog.published()
     return {
         "store": store.uri,
         "rounds": rounds,
         "balanced_versions": versions,
-        "latest": max(versions, key=lambda v: int(v[1:])) if versions else None,
+        "latest": f"v{published}" if published else None,
+        "unpublished": [v for v in versions if int(v[1:]) > published],
         "runs": runs,
         "unfinished_runs": [r for r, v in runs.items() if v["status"] == "running"],
         "lease": catalog.lease(),

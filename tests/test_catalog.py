@@ -4,6 +4,7 @@ instead of reading as zero, and a person sees rounds, versions, runs and anythin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,34 @@ def test_status_shows_rounds_versions_runs_and_what_is_unfinished(world, capsys:
     text = capsys.readouterr().out
     assert "v1 (latest)" in text and "not filtered" in text
     assert "unfinished: run-0001 (`leverplus run data-growth` continues it)" in text
+
+
+def test_status_of_a_mistyped_store_or_a_file_is_one_line_not_empty_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    for wrong in (tmp_path / "leverplus-stroe", tmp_path / "a-file"):
+        capsys.readouterr()
+        assert main(["status", "--store", str(wrong)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and "is the store URI right?" in captured.err
+
+
+def test_status_calls_latest_what_the_pointer_names_and_marks_a_version_written_but_not_published(
+    world, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for round_id in ("round-1", "round-2"):
+        _scored_round(world, round_id)
+        run_filter(world("filter"), round_id)
+    root = world.root
+    (root / "rl-data/balanced/latest").write_text("v1\n")  # a filter killed between v2's manifest and the pointer
+    capsys.readouterr()
+    assert main(["status", "--store", str(root), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["latest"] == "v1" and data["unpublished"] == ["v2"] and set(data["balanced_versions"]) == {"v1", "v2"}
+    assert main(["status", "--store", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "v1 (latest)" in text and "v2 (not published)" in text
 
 
 def test_a_missing_stats_field_fails_naming_the_object_instead_of_reading_as_zero(world) -> None:

@@ -46,7 +46,7 @@ def _print_tables(data: dict[str, Any]) -> None:
     versions = Table("version", "queries", "candidates", "positive", "round", "added", title="balanced versions",
                      title_justify="left")  # fmt: skip
     for name, v in data["balanced_versions"].items():
-        latest = " (latest)" if name == data["latest"] else ""
+        latest = " (latest)" if name == data["latest"] else " (not published)" if name in data["unpublished"] else ""
         versions.add_row(name + latest, str(v["queries"]), str(v["candidates"]), f"{v['positive_ratio']:.3f}",
                          v["round"], str(v["added"]))  # fmt: skip
     runs = Table("run", "pipeline", "status", "policy accuracy by shots", "note", title="runs", title_justify="left")

@@ -68,12 +68,7 @@ def _relative(key: str) -> str:
 
 
 def latest_version(store: Store) -> int:
-    if not store.exists(f"{BALANCED}/latest"):
-        return 0
-    text = store.get_bytes(f"{BALANCED}/latest").decode().strip()
-    if not (text.startswith("v") and text[1:].isdigit()):
-        raise IntegrityError(f"{store.uri_for(f'{BALANCED}/latest')}: expected 'v<n>', found {text[:20]!r}")
-    return int(text[1:])
+    return Catalog(store).published()
 
 
 def segments(store: Store, version: int) -> list[Segment]:
