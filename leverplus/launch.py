@@ -261,7 +261,7 @@ def launch(req: RunRequest) -> dict[str, str]:
         "outcome": outcome,
     }
     log.info("run finished", **summary, logs=str(log_dir))
-    if summary["metrics_uri"] and sys.stderr.isatty() and not json_logs_enabled():
+    if summary["metrics_uri"] and _person_watching():
         print_summary(json.loads(store.get_bytes(f"runs/{run_id}/report/metrics.json")), summary["report_uri"])
     return summary
 
@@ -274,9 +274,14 @@ def _outcome(store: Store, run_id: str) -> str:
     return growth_summary(json.loads(store.get_bytes(key)))
 
 
+def _person_watching() -> bool:
+    """stderr is a terminal showing console logs: the live table and the summary are for a person, not a log."""
+    return sys.stderr.isatty() and not json_logs_enabled()
+
+
 def _monitor(pipeline: str) -> StepMonitor:
     """A live table of the steps when a person watches the terminal, a structured event per step otherwise."""
-    if sys.stderr.isatty() and not json_logs_enabled():
+    if _person_watching():
         return LiveMonitor(pipeline, [step.name for step in get_pipeline(pipeline).order()])
     return LogMonitor(pipeline)
 
