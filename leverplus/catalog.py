@@ -83,12 +83,33 @@ class Catalog:
         return sorted(int(n.split(".")[0][1:]) for n in names if n.startswith("v") and n.split(".")[0][1:].isdigit())
 
     def published(self) -> int:
-        """The version the `latest` pointer names (0: none published). A manifest above it was written by a filter
-        that died before moving the pointer: not published."""
+        """The newest version (0: none). Creating `v<n>.manifest.json`, once and exclusively, is what publishes v<n>;
+        `latest` is a pointer for outside readers, moved after it. Neither is trusted blindly: a gap in the version
+        numbers or a pointer naming a version with no manifest means a manifest was deleted, and the next round
+        would otherwise write another v<n>: an IntegrityError naming what is missing."""
+        numbers = self.version_numbers()
+        newest = numbers[-1] if numbers else 0
+        if numbers != list(range(1, newest + 1)):
+            missing = sorted(set(range(1, newest + 1)) - set(numbers))
+            raise IntegrityError(
+                f"{self.store.uri_for(f'{BALANCED}/v{missing[0]}.manifest.json')} is missing while "
+                f"v{newest} exists: a published version was deleted"
+            )
+        if (pointer := self.pointer()) > newest:
+            raise IntegrityError(
+                f"{self.store.uri_for(f'{BALANCED}/latest')} names v{pointer}, but "
+                f"{self.store.uri_for(f'{BALANCED}/v{pointer}.manifest.json')} is missing: a published version "
+                "was deleted"
+            )
+        return newest
+
+    def pointer(self) -> int:
+        """The version the `latest` pointer names (0: no pointer). Below the newest version after a kill between a
+        version's manifest and the pointer; the next publish moves it."""
         key = f"{BALANCED}/latest"
         if not self.store.exists(key):
             return 0
-        text = self.store.get_bytes(key).decode().strip()
+        text = self.store.get_bytes(key).decode(errors="replace").strip()
         if not (text.startswith("v") and text[1:].isdigit()):
             raise IntegrityError(f"{self.store.uri_for(key)}: expected 'v<n>', found {text[:20]!r}")
         return int(text[1:])
@@ -229,7 +250,7 @@ def status(store: Store) -> dict[str, Any]:
         "rounds": rounds,
         "balanced_versions": versions,
         "latest": f"v{published}" if published else None,
-        "unpublished": [v for v in versions if int(v[1:]) > published],
+        "pointer_lags": bool(published) and catalog.pointer() != published,
         "runs": runs,
         "unfinished_runs": [r for r, v in runs.items() if v["status"] == "running"],
         "lease": catalog.lease(),

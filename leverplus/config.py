@@ -30,6 +30,7 @@ __all__ = [
     "Settings",
     "credentials_env",
     "load_settings",
+    "masked_overrides",
     "settings_hash",
     "settings_reference_markdown",
     "settings_to_dict",
@@ -59,7 +60,7 @@ def _as_id(value: str, what: str) -> str:
 
 class _Group(BaseModel):
     # Typos in a config file must fail loudly, not be ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf: a NaN checkpoint
 
 
 class StoreSettings(_Group):
@@ -503,6 +504,12 @@ def settings_to_dict(settings: Settings, *, secrets: Literal["mask", "omit"] = "
         elif data[group][name] is not None:
             data[group][name] = "***"
     return data
+
+
+def masked_overrides(overrides: dict[str, Any]) -> dict[str, str]:
+    """Dotted overrides as a log line may show them: a credential's value is "***"."""
+    secret = {f"{group}.{name}" for group, name in _secret_fields()}
+    return {k: "***" if k.strip() in secret else str(v) for k, v in overrides.items()}
 
 
 def settings_to_yaml(settings: Settings, secrets: Literal["mask", "omit"] = "mask") -> str:

@@ -17,7 +17,14 @@ from typing import Any
 
 import yaml
 
-from leverplus.config import Settings, credentials_env, load_settings, settings_hash, settings_to_yaml
+from leverplus.config import (
+    Settings,
+    credentials_env,
+    load_settings,
+    masked_overrides,
+    settings_hash,
+    settings_to_yaml,
+)
 from leverplus.data.vqav2 import annotations_file
 from leverplus.errors import ConfigError, ConflictError
 from leverplus.live import LiveMonitor, LogMonitor, StepMonitor, print_summary
@@ -223,7 +230,7 @@ def launch(req: RunRequest) -> dict[str, str]:
     if scaled:
         log.info("embedded default: synthetic world, sim LVLM, simple encoder; scaled down", changes=scaled)
     if req.overrides:
-        log.info("overrides from the command line", overrides={k: str(v) for k, v in req.overrides.items()})
+        log.info("overrides from the command line", overrides=masked_overrides(req.overrides))
     store = open_store(settings.store.uri, settings.store)
     record, resumed = choose_run(store, req, settings)
     if req.sft_checkpoint:

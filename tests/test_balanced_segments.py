@@ -74,8 +74,9 @@ def test_three_rounds_publish_segments_that_read_back_as_the_single_file_format(
         version, groups = load_balanced(ctx.store, number)
         assert version == number
         assert b"".join(canonical_json(g) + b"\n" for g in groups) == jsonl
-        export_merged(ctx, number)
-        assert ctx.store.get_bytes(MERGED_EXPORT) == export
+        uri = export_merged(ctx, number)  # an older version's interchange file is named for its version
+        assert ctx.store.get_bytes(uri.removeprefix(ctx.store.uri + "/")) == export
+        assert uri.endswith(MERGED_EXPORT if number == len(expected) else f"merged.v{number}.json")
     version_stats = json.loads(ctx.store.get_bytes(f"{BALANCED}/v3.manifest.json"))["stats"]
     everything = [CandidateGroup.model_validate_json(line) for line in expected[-1][0].splitlines()]
     assert version_stats["queries"] == len(everything)
@@ -106,8 +107,9 @@ def test_a_single_file_store_grows_into_segments_and_still_reads(tmp_path) -> No
     assert [s.key.rsplit("/", 1)[1] for s in segments(ctx.store, 3)] == ["v1.jsonl", "round-2.jsonl", "round-3.jsonl"]
     for number, (jsonl, export) in enumerate(expected, start=1):
         assert b"".join(canonical_json(g) + b"\n" for g in load_balanced(ctx.store, number)[1]) == jsonl
-        export_merged(ctx, number)
-        assert ctx.store.get_bytes(MERGED_EXPORT) == export
+        uri = export_merged(ctx, number)  # an older version's interchange file is named for its version
+        assert ctx.store.get_bytes(uri.removeprefix(ctx.store.uri + "/")) == export
+        assert uri.endswith(MERGED_EXPORT if number == len(expected) else f"merged.v{number}.json")
     assert run_verify(_ctx(str(tmp_path / "store")))[1] == []
 
 
@@ -141,8 +143,9 @@ def test_export_command_writes_the_interchange_file_of_a_version(tmp_path, capsy
         write_scored_round(ctx, round_id, list(ids), shard_size=25)
         run_filter(_ctx(str(tmp_path / "store")), round_id)
     assert main(["export", "--store", str(tmp_path / "store"), "--data-version", "1"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == ctx.store.uri_for(MERGED_EXPORT)
-    export = json.loads(ctx.store.get_bytes(MERGED_EXPORT))
+    v1_export = MERGED_EXPORT.removesuffix(".json") + ".v1.json"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == ctx.store.uri_for(v1_export)
+    export = json.loads(ctx.store.get_bytes(v1_export))
     assert export["version"] == "v1" and sorted(map(int, export["queries"])) == [
         g.question_id for g in load_balanced(ctx.store, 1)[1]
     ]

@@ -58,9 +58,10 @@ def test_status_of_a_mistyped_store_or_a_file_is_one_line_not_empty_tables(
         assert captured.out == "" and captured.err.count("\n") == 1 and "is the store URI right?" in captured.err
 
 
-def test_status_calls_latest_what_the_pointer_names_and_marks_a_version_written_but_not_published(
+def test_latest_is_the_newest_version_and_a_stale_or_deleted_pointer_changes_nothing(
     world, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Issue 22, items 1 and 3: creating a version's manifest publishes it; `latest` is checked, never trusted."""
     for round_id in ("round-1", "round-2"):
         _scored_round(world, round_id)
         run_filter(world("filter"), round_id)
@@ -69,10 +70,19 @@ def test_status_calls_latest_what_the_pointer_names_and_marks_a_version_written_
     capsys.readouterr()
     assert main(["status", "--store", str(root), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["latest"] == "v1" and data["unpublished"] == ["v2"] and set(data["balanced_versions"]) == {"v1", "v2"}
+    assert data["latest"] == "v2" and data["pointer_lags"] and set(data["balanced_versions"]) == {"v1", "v2"}
     assert main(["status", "--store", str(root)]) == 0
     text = capsys.readouterr().out
-    assert "v1 (latest)" in text and "v2 (not published)" in text
+    assert "v2 (latest)" in text and "pointer lags v2" in text
+    (root / "rl-data/balanced/latest").unlink()
+    assert Catalog(world("read").store).published() == 2
+    (root / "rl-data/balanced/latest").write_text("v3\n")  # names a version whose manifest is gone
+    with pytest.raises(IntegrityError, match=r"latest names v3, but .*v3\.manifest\.json is missing"):
+        Catalog(world("read").store).published()
+    (root / "rl-data/balanced/latest").write_text("v2\n")
+    (root / "rl-data/balanced/v1.manifest.json").unlink()
+    with pytest.raises(IntegrityError, match=r"v1\.manifest\.json is missing while v2 exists"):
+        Catalog(world("read").store).published()
 
 
 def test_a_missing_stats_field_fails_naming_the_object_instead_of_reading_as_zero(world) -> None:

@@ -139,3 +139,28 @@ def test_bad_run_and_round_ids_fail_before_anything_is_written(
     assert "invalid" in err[-1] and len(err[-1]) < 600
     assert not (tmp_path / "logs").exists() and not (tmp_path / "leverplus-store").exists()
     assert not list(tmp_path.parent.glob("x")) and not Path("/abs/path").exists()
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_settings_must_be_finite(value: str) -> None:
+    """Issue 22 item 11: an infinite learning rate trained an all-NaN checkpoint that passed verify."""
+    out = _run("config", "show", "--set", f"rl.rce_lr={value}")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "rl.rce_lr" in out.stderr and "finite number" in out.stderr
+
+
+def test_a_stage_refused_for_a_settings_conflict_leaves_the_recorded_settings(tmp_path: Path) -> None:
+    """Issue 22 item 9: settings/<stage>.yaml says what ran, never what was refused."""
+    from leverplus.data.synth import synthesize
+    from leverplus.store import open_store
+
+    root = tmp_path / "store"
+    synthesize(open_store(str(root / "datasets" / "synthetic")), 0, {"train": 120, "val": 20})
+    common = ["--set", f"store.uri={root}", "--set", "data.name=synthetic", "--set", "features.encoder=simple"]
+    assert main(["features", *common]) == 0
+    plan = ["plan", "--kind", "rl", "--round", "r1", *common, "--set", "pool.size=8"]
+    assert main(plan) == 0
+    recorded = (root / "rounds/r1/settings/plan.yaml").read_bytes()
+    assert b"size: 8" in recorded
+    assert main([*plan, "--set", "rl.hard_threshold=0.3"]) == 2  # the plan exists under other settings
+    assert (root / "rounds/r1/settings/plan.yaml").read_bytes() == recorded

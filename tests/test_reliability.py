@@ -119,7 +119,7 @@ def test_a_shard_made_with_other_settings_is_never_reused(world) -> None:
     run_score(world("score"), "round-r", 0, policy_uri=None)  # the same settings reuse it
 
 
-def test_filter_dying_before_latest_moves_publishes_nothing_and_the_rerun_completes(world, monkeypatch) -> None:
+def test_filter_dying_before_latest_moves_has_published_and_the_rerun_moves_the_pointer(world, monkeypatch) -> None:
     from leverplus.store.local import LocalStore
 
     _scored_round(world)
@@ -135,13 +135,16 @@ def test_filter_dying_before_latest_moves_publishes_nothing_and_the_rerun_comple
         run_filter(world("filter"), "round-r")
     monkeypatch.setattr(LocalStore, "put_bytes", put)
     segment = world.root / BALANCED / "segments/round-r.jsonl"
-    assert segment.exists() and (world.root / BALANCED / "v1.manifest.json").exists()  # written, not published
-    assert load_balanced(world("read").store) == (0, [])  # readers still see the previous state
-    orphan = segment.read_bytes()
+    manifest = world.root / BALANCED / "v1.manifest.json"
+    assert not (world.root / BALANCED / "latest").exists()
+    written = load_balanced(world("read").store)  # the manifest's exclusive create was the publish
+    assert written[0] == 1 and written[1]
+    orphan, published = segment.read_bytes(), manifest.read_bytes()
 
     stats = run_filter(world("filter"), "round-r")  # the retried pod
-    assert stats["version"] == "v1" and stats["added_queries"] > 0
-    version, groups = load_balanced(world("read").store)
-    assert version == 1 and len(groups) == stats["added_queries"]
-    assert segment.read_bytes() == orphan and not (world.root / BALANCED / "v2.manifest.json").exists()
+    assert stats["version"] == "v1" and stats["added_queries"] == len(written[1])
+    assert load_balanced(world("read").store) == written
+    assert (world.root / BALANCED / "latest").read_text() == "v1\n"
+    assert segment.read_bytes() == orphan and manifest.read_bytes() == published
+    assert not (world.root / BALANCED / "v2.manifest.json").exists()
     assert not (world.root / LEASE).exists()  # the lease was released even when the filter died

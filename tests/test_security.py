@@ -190,6 +190,16 @@ def test_credentials_given_with_set_reach_every_step(enforcing_s3: EnforcingS3, 
     proc = _leverplus(*args, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "d3/runs/run-0001/checkpoints/sft/config.json" in enforcing_s3.object_keys()
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert enforcing_s3.secret.encode() not in path.read_bytes(), path
+    # Issue 22 item 10: neither the runner's overrides line nor a stage run by hand on the run prints them.
+    stage = _leverplus("sft", "--run", "run-0001", *args[args.index("--set"):], env=env, cwd=tmp_path, timeout=300)
+    assert stage.returncode == 0, stage.stderr[-2000:]
+    assert "overrides from the command line" in proc.stderr and "using the settings recorded" in stage.stderr
+    assert '"store.secret_access_key": "***"' in proc.stderr + stage.stderr
+    s3 = enforcing_s3.client("s3")
+    scanned = {"output": (proc.stdout + proc.stderr + stage.stdout + stage.stderr).encode()}
+    scanned |= {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    keys = [k for k in enforcing_s3.object_keys() if k.startswith("d3/")]
+    scanned |= {k: s3.get_object(Bucket="leverplus", Key=k)["Body"].read() for k in keys}
+    assert "d3/runs/run-0001/run.json" in scanned and len(keys) > 5
+    for secret in (enforcing_s3.secret, enforcing_s3.key_id):
+        assert [name for name, data in scanned.items() if secret.encode() in data] == []

@@ -126,3 +126,88 @@ def test_a_lease_whose_holder_died_on_this_host_is_taken_over(tmp_path: Path) ->
     store.put_bytes(LEASE, json.dumps(alive).encode())
     with pytest.raises(ConflictError, match="store clean --release-lease"), lease(store, LEASE, owner="next"):
         pass
+
+
+def test_two_takers_of_a_dead_holders_lease_never_both_hold_it(tmp_path: Path, monkeypatch) -> None:
+    """Issue 22 item 7: both read the dead holder before either replaces it, and the slower one removes the lease
+    only after the faster one has taken it: still exactly one holds it."""
+    import threading
+
+    from leverplus.store import lease as lease_module
+
+    store = open_store(str(tmp_path / "store"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = {"owner": "filter of round killed", "host": socket.gethostname(), "pid": dead.pid, "since": "x"}
+    store.put_bytes(LEASE, json.dumps(gone).encode())
+    both_read, taken, reads, deletes = threading.Barrier(2, timeout=10), threading.Event(), [], []
+    real_read, real_delete, real_put = lease_module.read_holder, store.delete, store.put_if_absent
+
+    def read_holder(store_: object, key: str) -> dict | None:
+        holder = real_read(store_, key)
+        if holder and holder.get("pid") == dead.pid and len(reads) < 2:
+            reads.append(1)
+            both_read.wait()
+        return holder
+
+    def delete(key: str) -> None:
+        if key == LEASE and not taken.is_set():
+            deletes.append(1)
+            if len(deletes) == 2:
+                taken.wait(5)  # the slower taker deletes after the faster one holds the lease
+        real_delete(key)
+
+    def put_if_absent(key: str, data: bytes) -> bool:
+        created = real_put(key, data)
+        if key == LEASE and created:
+            taken.set()
+        return created
+
+    monkeypatch.setattr(lease_module, "read_holder", read_holder)
+    monkeypatch.setattr(store, "delete", delete)
+    monkeypatch.setattr(store, "put_if_absent", put_if_absent)
+    held, refused = [], []
+
+    def take(owner: str) -> None:
+        try:
+            with lease(store, LEASE, owner=owner):
+                held.append(owner)
+                threading.Event().wait(1)  # still holding while the other tries
+        except ConflictError:
+            refused.append(owner)
+
+    takers = [threading.Thread(target=take, args=(f"round {i}",)) for i in range(2)]
+    for t in takers:
+        t.start()
+    for t in takers:
+        t.join()
+    assert len(held) == 1 and len(refused) == 1, (held, refused)
+
+
+def test_a_temp_file_dated_in_the_future_is_listed_and_cleaned(tmp_path: Path, capsys) -> None:
+    """Issue 22 item 14: a restored or copied temp file with a future mtime is debris like any other."""
+    root = tmp_path / "store"
+    store = open_store(str(root))
+    store.put_bytes("rounds/r/plan.json", b"{}")
+    future = root / "rounds/r/.plan.json.tmp-abc"
+    future.write_bytes(b"half")
+    os.utime(future, (9e9, 9e9))  # the year 2255
+    skewed = root / "rounds/r/.other.json.tmp-def"
+    skewed.write_bytes(b"in flight")
+    os.utime(skewed, (skewed.stat().st_mtime + 60,) * 2)  # a minute ahead: another host's clock, still in flight
+    assert main(["verify", "--store", str(root)]) == 0
+    assert "STALE temp object rounds/r/.plan.json.tmp-abc" in capsys.readouterr().out
+    assert main(["store", "clean", "--store", str(root), "--older-than-hours", "1"]) == 0
+    assert "(dated in the future)" in capsys.readouterr().out and not future.exists() and skewed.exists()
+    assert main(["store", "clean", "--store", str(root), "--older-than-hours", "0"]) == 0
+    assert not skewed.exists()
+
+
+def test_the_dead_endpoint_message_names_the_endpoint_from_aws_endpoint_url(monkeypatch) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNREACHABLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable")
+    store = open_store("s3://bucket/x", StoreSettings(max_attempts=1, connect_timeout_s=0.5))
+    with pytest.raises(StoreError, match=f"cannot reach S3 endpoint {endpoint} after 1 attempts"):
+        store.put_bytes("k", b"x")

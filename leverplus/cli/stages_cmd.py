@@ -21,7 +21,7 @@ def _settings(args: argparse.Namespace) -> Any:
     import os
 
     from leverplus.cli import _parse_overrides, load_cli_settings
-    from leverplus.config import load_recorded_settings
+    from leverplus.config import load_recorded_settings, masked_overrides
     from leverplus.log import get_logger
     from leverplus.run_record import recorded_settings
     from leverplus.store import open_store
@@ -37,7 +37,7 @@ def _settings(args: argparse.Namespace) -> Any:
     overrides = _parse_overrides(getattr(args, "overrides", []) or []) | extra
     settings = load_recorded_settings(found[1], {"store.uri": settings.store.uri, **overrides})
     get_logger().info(
-        "using the settings recorded with the run", run=found[0], overrides={k: str(v) for k, v in overrides.items()}
+        "using the settings recorded with the run", run=found[0], overrides=masked_overrides(overrides)
     )
     return settings
 
@@ -75,8 +75,9 @@ def _stage(
 
     def run(args: argparse.Namespace) -> Any:
         ctx = _context(args, name)
-        _record_settings(ctx, args, name)
-        return handler(ctx, args)
+        result = handler(ctx, args)
+        _record_settings(ctx, args, name)  # after: a stage refused (a settings conflict) leaves the record as it was
+        return result
 
     parser.set_defaults(handler=run)
 

@@ -46,7 +46,7 @@ def _print_tables(data: dict[str, Any]) -> None:
     versions = Table("version", "queries", "candidates", "positive", "round", "added", title="balanced versions",
                      title_justify="left")  # fmt: skip
     for name, v in data["balanced_versions"].items():
-        latest = " (latest)" if name == data["latest"] else " (not published)" if name in data["unpublished"] else ""
+        latest = " (latest)" if name == data["latest"] else ""
         versions.add_row(name + latest, str(v["queries"]), str(v["candidates"]), f"{v['positive_ratio']:.3f}",
                          v["round"], str(v["added"]))  # fmt: skip
     runs = Table("run", "pipeline", "status", "policy accuracy by shots", "note", title="runs", title_justify="left")
@@ -57,5 +57,8 @@ def _print_tables(data: dict[str, Any]) -> None:
         console.print(table)
     for run_id in data["unfinished_runs"]:
         console.print(f"unfinished: {run_id} (`leverplus run {data['runs'][run_id]['pipeline']}` continues it)")
+    if data["pointer_lags"]:
+        console.print(f"the latest pointer lags {data['latest']} (a publish was killed after the version was written); "
+                      "the next publish moves it")  # fmt: skip
     if data["lease"]:
         console.print(f"lease: held by {data['lease']}")

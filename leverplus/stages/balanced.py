@@ -4,7 +4,10 @@
     rl-data/balanced/segments/<round-id>.ids.json   their question ids (sorted JSON list): merges read these
     rl-data/balanced/v<n>.manifest.json             stats.segments lists the version's segments in order;
                                                     outputs holds the sha256 of every segment and ids file
-    rl-data/balanced/latest                         "v<n>", moved last
+    rl-data/balanced/latest                         "v<n>", moved last: a pointer for outside readers
+
+Creating a version's manifest (exclusively: a version number never names other content) is what publishes it; readers
+take the newest manifest and check the pointer against it (catalog.Catalog.published).
 
 Versions written before segments existed are one file, `v<n>.jsonl`, sorted by question_id; they still read, and the
 first segmented version after one lists that file as its first segment. Readers verify every segment against the
@@ -24,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from leverplus.catalog import Catalog
-from leverplus.errors import DataError, IntegrityError
-from leverplus.records import CandidateGroup
+from leverplus.errors import DataError, IntegrityError, NotFoundError
+from leverplus.records import CandidateGroup, canonical_json
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, MERGED_EXPORT, round_prefix, segment_key
 from leverplus.store import Store
@@ -41,6 +44,7 @@ __all__ = [
     "iter_groups",
     "latest_version",
     "load_balanced",
+    "move_pointer",
     "parse_groups",
     "present_ids",
     "segment_ids",
@@ -260,23 +264,53 @@ def write_version(ctx: StageContext, round_id: str, accepted: Iterable[Accepted]
         ids = segment.ids_sha256 or ctx.put_json(ids_key(segment.key), sorted(segment_ids(store, segment)))
         outputs[_relative(ids_key(segment.key))] = ids
     names.append(_relative(key))
-    version, total = previous + 1, _version_tally(store, previous).merge(tally)
+    version, total = previous + 1, _version_tally(store, previous).merge(tally)  # the next number after what exists
     stats = {**total.stats(), "round_id": round_id, "added_queries": len(added), "segments": names}
     manifest = ctx.manifest("balanced-set", inputs={"round": store.uri_for(round_prefix(round_id))}, outputs=outputs,
                             stats=stats)  # fmt: skip
-    ctx.put_json(f"{BALANCED}/v{version}.manifest.json", manifest)
+    _create_manifest(store, version, canonical_json(manifest))
+    ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=total.queries)
+    move_pointer(ctx, version)
+    return version, len(added)
+
+
+def _create_manifest(store: Store, version: int, data: bytes) -> None:
+    """Publish: create v<n>.manifest.json only if absent (an exclusive create, a conditional put on S3), so a version
+    number never names other content, even when two writers race for it."""
+    key = f"{BALANCED}/v{version}.manifest.json"
+    if store.put_if_absent(key, data):
+        return
+    theirs, ours = store.sha256(key), hashlib.sha256(data).hexdigest()
+    if theirs != ours:
+        raise IntegrityError(
+            f"{store.uri_for(key)} exists (sha256 {theirs[:12]}); refusing to replace it with other content "
+            f"(sha256 {ours[:12]}): a published version never changes"
+        )
+
+
+def move_pointer(ctx: StageContext, version: int) -> None:
+    """After v<version> is published: the interchange file (when enabled) and `latest`, for outside readers, unless
+    they already name it. A filter killed between the manifest and here has its rerun call this again."""
+    if Catalog(ctx.store).pointer() >= version:
+        return
     if ctx.settings.rl.export_merged:
         export_merged(ctx, version)
-    store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
-    ctx.log.info("balanced set published", version=f"v{version}", added=len(added), total=total.queries)
-    return version, len(added)
+    ctx.store.put_bytes(f"{BALANCED}/latest", f"v{version}\n".encode())
 
 
 def export_merged(ctx: StageContext, version: int | None = None) -> str:
     """Write the lab's interchange file, rl_data_balanced_merged.json, for a version (default: latest), byte for
     byte what the single-file code wrote: {"queries": {"<question_id>": group, ...}, "version": "v<n>"}, keys
     sorted as strings. Streamed: each group goes to a local spool as it is read, then out in key order, so memory
-    holds one key per group. -> its URI"""
+    holds one key per group. The newest version's goes to rl_data_balanced_merged.json, an older one's to
+    rl_data_balanced_merged.v<n>.json: a file name never holds another version's content. -> its URI"""
+    newest = latest_version(ctx.store)
+    if not newest:
+        raise NotFoundError(f"{ctx.store.uri} holds no balanced version: nothing to export (is the store URI right?)")
+    version = newest if version is None else version
+    if not 1 <= version <= newest:
+        raise NotFoundError(f"balanced version v{version} does not exist in {ctx.store.uri} (it has v1 to v{newest})")
+    target = MERGED_EXPORT if version == newest else MERGED_EXPORT.removesuffix(".json") + f".v{version}.json"
     version, groups = stream_balanced(ctx.store, version)
     index: list[tuple[str, int, int]] = []  # (key, offset, length) in the spool
     with (
@@ -294,6 +328,6 @@ def export_merged(ctx: StageContext, version: int | None = None) -> str:
             out.write((", " if i else "").encode() + json.dumps(key).encode() + b": " + spool.read(length))
         out.write(b'}, "version": ' + json.dumps(f"v{version}").encode() + b"}")
         out.flush()
-        ctx.store.put_file(MERGED_EXPORT, Path(out.name))
-    ctx.log.info("interchange file written", uri=ctx.store.uri_for(MERGED_EXPORT), version=f"v{version}")
-    return ctx.store.uri_for(MERGED_EXPORT)
+        ctx.store.put_file(target, Path(out.name))
+    ctx.log.info("interchange file written", uri=ctx.store.uri_for(target), version=f"v{version}")
+    return ctx.store.uri_for(target)

@@ -22,7 +22,15 @@ from types import TracebackType
 from leverplus.catalog import Catalog
 from leverplus.errors import DataError, IntegrityError
 from leverplus.records import CandidateGroup
-from leverplus.stages.balanced import Accepted, SetTally, latest_version, parse_line, stream_balanced, write_version
+from leverplus.stages.balanced import (
+    Accepted,
+    SetTally,
+    latest_version,
+    move_pointer,
+    parse_line,
+    stream_balanced,
+    write_version,
+)
 from leverplus.stages.compat import check_groups, group_facts
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import LEASE, plan_key, round_prefix, shard_key
@@ -143,6 +151,7 @@ def _publish(ctx: StageContext, round_id: str, spool: _Spool) -> tuple[int, int]
     """Add the round's new balanced queries as the next version; `latest` moves last. -> (version, added)"""
     if (done := _published_by(ctx, round_id)) is not None:
         ctx.log.info("this round already published its version", round_id=round_id, version=f"v{done[0]}")
+        move_pointer(ctx, latest_version(ctx.store))  # a filter killed before the pointer moved
         return done
     version, current = stream_balanced(ctx.store)
     first = next(current, None)

@@ -130,7 +130,7 @@ STALE_TEMP_S = 3600.0  # a write in flight takes seconds to minutes; an hour-old
 def _stale(ctx: StageContext) -> list[str]:
     """Debris of interrupted work: not corruption (readers never see it), but worth cleaning."""
     temps, lease = debris(ctx.store, LEASE, STALE_TEMP_S)
-    lines = [f"temp object {t.ident} of {ctx.store.uri_for(t.key)}, {t.age_s / 3600:.1f} h old" for t in temps]
+    lines = [f"temp object {t.ident} of {ctx.store.uri_for(t.key)}, {t.age}" for t in temps]
     return lines + ([f"lease {lease}"] if lease else [])
 
 

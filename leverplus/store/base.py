@@ -36,8 +36,12 @@ class TempObject:
 
     key: str  # the object it was going to become
     ident: str  # the temp file's name, or the upload id
-    age_s: float
+    age_s: float  # inf: its mtime lies far in the future (a copied or restored file)
     size: int
+
+    @property
+    def age(self) -> str:
+        return "dated in the future" if self.age_s == float("inf") else f"{self.age_s / 3600:.1f} h old"
 
 
 def check_key(key: str) -> str:

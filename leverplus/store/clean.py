@@ -31,7 +31,7 @@ def clean(store: Store, lease_key: str, older_than_s: float, release_lease: bool
         raise ConflictError(f"{lease}: it may still be publishing; check, then rerun with --release-lease")
     for temp in temps:
         store.remove_temp(temp)
-        removed.append(f"removed temp object {temp.ident} of {store.uri_for(temp.key)} ({temp.age_s / 3600:.1f} h old)")
+        removed.append(f"removed temp object {temp.ident} of {store.uri_for(temp.key)} ({temp.age})")
     if lease:
         store.delete(lease_key)
         removed.append(f"released lease {lease}")

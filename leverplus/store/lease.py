@@ -10,6 +10,7 @@ that could let two slow rounds publish at once. This sits on top of the CronWork
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from leverplus.errors import ConflictError, LeverPlusError
+from leverplus.errors import ConflictError, LeverPlusError, NotFoundError
 from leverplus.log import get_logger
 from leverplus.store.base import Store
 
@@ -57,23 +58,34 @@ def describe_holder(holder: dict) -> str:
 
 @contextmanager
 def lease(store: Store, key: str, owner: str) -> Iterator[None]:
-    body = {
-        "owner": owner,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "since": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    if not store.put_if_absent(key, json.dumps(body).encode()):
-        holder = read_holder(store, key) or {}
-        if holder and holder_gone(holder):
-            get_logger().warning("removing a lease whose holder is gone", lease=store.uri_for(key), **holder)
-            store.delete(key)
-        if not (holder and holder_gone(holder)) or not store.put_if_absent(key, json.dumps(body).encode()):
-            raise ConflictError(
-                f"{store.uri_for(key)} is held by {describe_holder(holder)}; another round is publishing. If that "
-                "process is gone, run `leverplus store clean --release-lease` and retry"
-            )
+    body = json.dumps(
+        {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+         "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    ).encode()  # fmt: skip
+    if not store.put_if_absent(key, body) and not _take_over(store, key, body):
+        raise ConflictError(
+            f"{store.uri_for(key)} is held by {describe_holder(read_holder(store, key) or {})}; another round is "
+            "publishing. If that process is gone, run `leverplus store clean --release-lease` and retry"
+        )
     try:
         yield
     finally:
         store.delete(key)
+
+
+def _take_over(store: Store, key: str, body: bytes) -> bool:
+    """Replace a lease whose holder is provably gone. Two takers may find the same dead holder at once: only the
+    one that creates this lease's takeover marker (an exclusive create, named by the dead lease's sha256, kept)
+    may delete it, so the other can never delete the winner's new lease."""
+    try:
+        dead = store.get_bytes(key)
+    except NotFoundError:  # released meanwhile
+        return store.put_if_absent(key, body)
+    holder = read_holder(store, key) or {}
+    if not (holder and holder_gone(holder)):
+        return False
+    if not store.put_if_absent(f"{key}.taken-{hashlib.sha256(dead).hexdigest()[:16]}", body):
+        return False  # another taker won this dead lease
+    get_logger().warning("removing a lease whose holder is gone", lease=store.uri_for(key), **holder)
+    store.delete(key)
+    return store.put_if_absent(key, body)

@@ -119,8 +119,20 @@ class LocalStore(Store):
                 stat = path.stat()
                 target = name.split(_TMP_MARK, 1)[0].removeprefix(".")
                 key = Path(dirpath, target).relative_to(self.root).as_posix()
-                found.append(TempObject(key, path.relative_to(self.root).as_posix(), now - stat.st_mtime, stat.st_size))
+                found.append(TempObject(key, path.relative_to(self.root).as_posix(), _age(now, stat.st_mtime),
+                                        stat.st_size))  # fmt: skip
         return sorted(found, key=lambda t: t.ident)
 
     def remove_temp(self, temp: TempObject) -> None:
         self.root.joinpath(*check_key(temp.ident).split("/")).unlink(missing_ok=True)
+
+
+_SKEW_S = 3600.0
+
+
+def _age(now: float, mtime: float) -> float:
+    """Seconds since a temp file was written. An mtime in the future within an hour is clock skew between hosts
+    (an NFS store): age 0. Further ahead, no write in flight made it (a copied or restored file): old."""
+    if mtime - now > _SKEW_S:
+        return float("inf")
+    return max(0.0, now - mtime)

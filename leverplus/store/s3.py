@@ -109,7 +109,7 @@ class S3Store(Store):
                 f"{what} {uri}: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             )
         if isinstance(exc, EndpointConnectionError):
-            endpoint = self.options.endpoint_url or "AWS"
+            endpoint = self.client.meta.endpoint_url  # as resolved: from settings, AWS_ENDPOINT_URL or AWS's own
             return StoreError(
                 f"{what} {uri}: cannot reach S3 endpoint {endpoint} after {self.options.max_attempts} attempts"
             )
