@@ -5,19 +5,24 @@ instead of reading as zero. `plan`, `growth-check`, `filter`, `report` and `leve
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
 from leverplus.errors import IntegrityError, NotFoundError
-from leverplus.records import Plan
+from leverplus.log import get_logger
+from leverplus.records import Plan, PlanIndex
 from leverplus.run_record import RunRecord, read_record
-from leverplus.stages.layout import BALANCED, LEASE, plan_key, queries_key
+from leverplus.stages.layout import BALANCED, LEASE, plan_index_key, plan_key, queries_key
 from leverplus.store import Store
 from leverplus.store.lease import describe_holder, holder_gone, read_holder
 
 __all__ = ["Catalog", "RoundStats", "RunSummary", "SetStats", "VersionStats"]
+
+
+_BY_SHARD = TypeAdapter(list[list[int]])
 
 
 class _Stats(BaseModel):
@@ -35,11 +40,24 @@ class SetStats(_Stats):
 
 
 class VersionStats(SetStats):
-    """rl-data/balanced/v<n>.manifest.json: the set after a round, and what the round added."""
+    """rl-data/balanced/v<n>.manifest.json: the set after a round, and what the round added. The next version adds
+    to these counts, so they must agree with each other: one edited value fails here, before it propagates
+    (`verify` recomputes them all from the segments)."""
 
     round_id: str
     added_queries: int
     segments: list[str] | None = None  # None: a single-file version (v<n>.jsonl) from before segments
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VersionStats:
+        if self.positives is None:
+            return self
+        ratio = round(self.positives / self.candidates, 4) if self.candidates else 0.0
+        if sum(self.ratio_histogram) != self.queries or not 0 <= self.added_queries <= self.queries:
+            raise ValueError(f"queries {self.queries} disagrees with its ratio histogram or added_queries")
+        if not 0 <= self.positives <= self.candidates or ratio != self.positive_ratio:
+            raise ValueError(f"positives {self.positives} of {self.candidates} disagrees with its positive_ratio")
+        return self
 
 
 class RoundStats(_Stats):
@@ -134,28 +152,28 @@ class Catalog:
         key = f"rounds/{round_id}/manifest.json"
         return self._stats(key, RoundStats) if self.store.exists(key) else None
 
-    def planned_by_shard(self, round_id: str) -> list[list[int]] | None:
-        """A round's question ids by shard, from its queries.json; None when only the plan can tell (no index, or
-        one from before it was split by shard: a flat list)."""
-        if not self.store.exists(key := queries_key(round_id)):
-            return None
-        index = json.loads(self.store.get_bytes(key))
-        return index if all(isinstance(shard, list) for shard in index) and index else None
+    def planned_by_shard(self, round_id: str) -> list[list[int]]:
+        """A round's question ids by shard ([] before it is planned): its queries.json when the plan's index vouches
+        for it, else derived from the plan. A missing, edited or truncated queries.json costs one read of the plan,
+        never a wrong answer (`verify` reports it)."""
+        key, index_key = queries_key(round_id), plan_index_key(plan_key(round_id))
+        if self.store.exists(key) and self.store.exists(index_key):
+            raw = self.store.get_bytes(key)
+            try:
+                vouched = PlanIndex.model_validate_json(self.store.get_bytes(index_key)).queries_sha256
+                by_shard = _BY_SHARD.validate_json(raw)
+            except ValueError:
+                vouched, by_shard = "", []
+            if vouched == hashlib.sha256(raw).hexdigest() or (vouched is None and by_shard):  # None: before it
+                return by_shard
+            get_logger().warning("queries.json differs from its plan; reading the plan", uri=self.store.uri_for(key))
+        if not self.store.exists(plan_key(round_id)):
+            return []
+        return Plan.model_validate_json(self.store.get_bytes(plan_key(round_id))).question_ids_by_shard()
 
     def planned_ids(self, exclude: str | None = None) -> set[int]:
-        """Every question id a round other than `exclude` planned: from each round's queries.json, or its plan when
-        the index is missing (a store from before it existed, or a plan killed before writing it)."""
-        planned: set[int] = set()
-        for round_id in self.round_ids():
-            if round_id == exclude:
-                continue
-            if self.store.exists(key := queries_key(round_id)):
-                index = json.loads(self.store.get_bytes(key))
-                planned.update(q for item in index for q in (item if isinstance(item, list) else [item]))
-            elif self.store.exists(key := plan_key(round_id)):
-                plan = Plan.model_validate_json(self.store.get_bytes(key))
-                planned.update(q.question_id for shard in plan.shards for q in shard)
-        return planned
+        """Every question id a round other than `exclude` planned."""
+        return {q for r in self.round_ids() if r != exclude for shard in self.planned_by_shard(r) for q in shard}
 
     def seconds_per_query(self, exclude: str | None = None) -> float | None:
         """Scoring wall time per query in the newest round whose shards recorded it (hardware and model change
@@ -212,7 +230,8 @@ class Catalog:
 def _first(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        where, message = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
     return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
 
 

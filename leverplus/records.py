@@ -48,6 +48,9 @@ class Plan(_Record):
     def shard_ids(self) -> list[int]:
         return list(range(len(self.shards)))
 
+    def question_ids_by_shard(self) -> list[list[int]]:
+        return [[q.question_id for q in shard] for shard in self.shards]
+
     @model_validator(mode="after")
     def _queries_once_and_never_in_their_own_pool(self) -> Plan:
         _check_queries([q for shard in self.shards for q in shard])
@@ -96,6 +99,7 @@ class PlanIndex(_Record):
 
     plan_sha256: str
     shards: list[str]
+    queries_sha256: str | None = None  # an RL round's queries.json; None in indexes written before it was recorded
 
 
 class Candidate(_Record):

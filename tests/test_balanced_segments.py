@@ -102,6 +102,8 @@ def test_a_single_file_store_grows_into_segments_and_still_reads(tmp_path) -> No
     ctx.store.put_bytes(f"{BALANCED}/v1.manifest.json", canonical_json(manifest))
 
     ctx.store.delete("rounds/round-2/queries.json")  # rounds planned before the index: filter reads the plan
+    index = json.loads(ctx.store.get_bytes("rounds/round-2/plan/index.json"))
+    ctx.store.put_bytes("rounds/round-2/plan/index.json", canonical_json(index | {"queries_sha256": None}))
     for round_id in ("round-2", "round-3"):
         run_filter(_ctx(str(tmp_path / "store")), round_id)
     assert [s.key.rsplit("/", 1)[1] for s in segments(ctx.store, 3)] == ["v1.jsonl", "round-2.jsonl", "round-3.jsonl"]

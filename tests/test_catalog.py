@@ -117,10 +117,13 @@ def test_later_rounds_exclude_earlier_ones_from_the_index_or_the_plan(world) -> 
     catalog = Catalog(world("x").store)
     assert catalog.planned_ids() == set(ids) and catalog.planned_ids(exclude="round-a") == set()
     assert catalog.planned_by_shard("round-a") == by_shard
-    index.write_text(json.dumps(ids))  # the flat index of a store from before it was split by shard
-    assert catalog.planned_ids() == set(ids) and catalog.planned_by_shard("round-a") is None
+    # Issue 22 item 2: an index the plan's index does not vouch for is read from the plan instead.
+    for damaged in (json.dumps(ids), json.dumps(by_shard[1:]), index.read_text()[:-7], ""):
+        index.write_text(damaged)  # flat (from before shards), a shard's list removed, truncated, emptied
+        assert catalog.planned_ids() == set(ids) and catalog.planned_by_shard("round-a") == by_shard
     index.unlink()  # a store from before the index, or a plan killed before writing it
-    assert catalog.planned_ids() == set(ids)
+    assert catalog.planned_ids() == set(ids) and catalog.planned_by_shard("round-a") == by_shard
+    assert catalog.planned_by_shard("round-never-planned") == []
     plan_b = run_plan(world("plan", **small), "rl", plan_key("round-b"), "round-b")
     assert not {q.question_id for shard in plan_b.shards for q in shard} & set(ids)
     # A plan is reused only under the settings it was made with.

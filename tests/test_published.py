@@ -5,6 +5,7 @@ version that does not exist, nor another version's content under a name."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from leverplus.stages.balanced import Accepted, load_balanced, write_version
 from leverplus.stages.context import StageContext
 from leverplus.stages.filter import is_balanced, run_filter
 from leverplus.stages.layout import BALANCED, MERGED_EXPORT, round_prefix, shard_key
+from leverplus.stages.verify import run_verify
 from leverplus.store.local import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # a writer of fake scored rounds
@@ -141,3 +143,42 @@ def test_export_refuses_what_does_not_exist_and_never_puts_another_version_under
     mistyped = tmp_path / "stroe"
     assert main(["export", "--store", str(mistyped)]) == 2
     assert "holds no balanced version" in capsys.readouterr().err and not mistyped.exists()
+
+
+@pytest.mark.parametrize("damage", ["a shard's list removed", "truncated"])
+def test_an_edited_queries_index_never_makes_filter_publish_part_of_a_round(tmp_path: Path, damage: str) -> None:
+    """Issue 22 item 2: `filter` and `plan` read a queries.json the plan's index does not vouch for from the plan."""
+    stores = {name: tmp_path / name for name in ("clean", "damaged")}
+    for root in stores.values():
+        _grow(root, ["round-1"])
+        write_scored_round(_ctx(root), "round-2", list(ROUNDS["round-2"]), shard_size=25, balanced=True)
+    index = stores["damaged"] / "rounds/round-2/queries.json"
+    text = index.read_text()
+    index.write_text(json.dumps(json.loads(text)[1:]) if damage.startswith("a shard") else text[: len(text) // 2])
+    for root in stores.values():
+        assert run_filter(_ctx(root), "round-2")["added_queries"] == 60
+    assert _digests(stores["clean"]).keys() == _digests(stores["damaged"]).keys()
+    for name in ("segments/round-2.jsonl", "segments/round-2.ids.json"):
+        assert (stores["clean"] / BALANCED / name).read_bytes() == (stores["damaged"] / BALANCED / name).read_bytes()
+    assert "queries.json" in " ".join(run_verify(_ctx(stores["damaged"]))[1])
+
+
+def test_edited_version_stats_are_found_by_verify_and_never_carried_into_the_next_version(tmp_path: Path) -> None:
+    """Issue 22 item 5."""
+    root = tmp_path / "store"
+    _grow(root, ["round-1"])
+    manifest = root / BALANCED / "v1.manifest.json"
+    doc = json.loads(manifest.read_text())
+    stats = doc["stats"]
+    edited = {"positives": 3, "candidates": stats["candidates"] * 10}  # what the attack wrote
+    manifest.write_text(json.dumps(doc | {"stats": stats | edited}))
+    assert any("v1.manifest.json: stats unreadable (positives 3 of" in p for p in run_verify(_ctx(root))[1])
+    write_scored_round(_ctx(root), "round-2", list(ROUNDS["round-2"]), shard_size=25, balanced=True)
+    with pytest.raises(IntegrityError, match=r"v1\.manifest\.json: stats unreadable \(positives 3 of"):
+        run_filter(_ctx(root), "round-2")
+    assert not (root / BALANCED / "v2.manifest.json").exists()
+    consistent = edited | {"positive_ratio": round(3 / edited["candidates"], 4)}  # a careful edit
+    manifest.write_text(json.dumps(doc | {"stats": stats | consistent}))
+    problems = run_verify(_ctx(root))[1]
+    assert any(f"balanced v1: its manifest says candidates {edited['candidates']}, its segments hold "
+               f"{stats['candidates']}" in p for p in problems)  # fmt: skip

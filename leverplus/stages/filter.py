@@ -107,8 +107,9 @@ class _Reader:
 def _scan_round(ctx: StageContext, round_id: str, spool: _Spool) -> tuple[SetTally, dict[str, str]]:
     """Read the round's shards one at a time, spooling the balanced groups' lines: memory holds one shard and a few
     numbers per accepted group. -> (tally of everything scored, sha256 of each shard)"""
-    by_shard = Catalog(ctx.store).planned_by_shard(round_id)  # not the plan: its pools are most of its bytes
-    shard_ids = range(len(by_shard)) if by_shard is not None else ctx.read_plan(plan_key(round_id)).shard_ids()
+    shard_ids = range(len(Catalog(ctx.store).planned_by_shard(round_id)))  # not the plan: pools are most of it
+    if not shard_ids:
+        raise DataError(f"round {round_id} has no plan ({ctx.store.uri_for(plan_key(round_id))}); run `leverplus plan`")
     prefix = round_prefix(round_id)
     missing = [i for i in shard_ids if not ctx.store.exists(shard_key(prefix, i))]
     if missing:

@@ -95,10 +95,10 @@ def write_plan(ctx: StageContext, key: str, plan: Plan, round_or_run: str) -> No
     and how many shards `filter` joins, without parsing the pools."""
     ctx.store.delete(plan_index_key(key))  # a re-plan: until the new index lands, readers use plan.json itself
     parts = [ctx.put_json(plan_part_key(key, i), PlanShard.of(plan, i)) for i in plan.shard_ids()]
-    plan_sha256 = ctx.put_json(key, plan)
+    plan_sha256, queries_sha256 = ctx.put_json(key, plan), None
     if plan.kind == "rl":
-        ctx.put_json(queries_key(round_or_run), [[q.question_id for q in shard] for shard in plan.shards])
-    ctx.put_json(plan_index_key(key), PlanIndex(plan_sha256=plan_sha256, shards=parts))
+        queries_sha256 = ctx.put_json(queries_key(round_or_run), plan.question_ids_by_shard())
+    ctx.put_json(plan_index_key(key), PlanIndex(plan_sha256=plan_sha256, shards=parts, queries_sha256=queries_sha256))
 
 
 def run_plan(ctx: StageContext, kind: str, key: str, round_or_run: str, force: bool = False) -> Plan:

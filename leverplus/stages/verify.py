@@ -1,7 +1,8 @@
 """`leverplus verify`: check a whole store and report every problem.
 
 balanced set  every segment parses, matches the sha256 its versions record and holds the ids its ids file lists;
-              every version's segments hold each question_id once and as many queries as its manifest says;
+              every version's segments hold each question_id once, and the stats its manifest records (queries,
+              candidates, positives, ratio histogram, added) are recomputed from them;
               `latest` names a version that exists
 shards        every shard (rounds, SFT data, eval) matches its own manifest and, for a filtered round, the sha256
               its round's manifest recorded; round shards parse as candidate groups
@@ -26,6 +27,7 @@ from leverplus.features import FeatureTable
 from leverplus.records import Manifest, PlanIndex
 from leverplus.stages.balanced import (
     Segment,
+    SetTally,
     ids_key,
     latest_version,
     parse_groups,
@@ -33,6 +35,7 @@ from leverplus.stages.balanced import (
     segment_ids,
     segments,
     stream_lines,
+    tally_groups,
 )
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, plan_part_key
@@ -52,10 +55,13 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
     for version in numbers:
         check(f"balanced v{version}", lambda v=version: listed.__setitem__(v, segments(store, v)))
     ids: dict[str, list[int]] = {}
+    tallies: dict[str, SetTally] = {}
 
     def read(segment: Segment) -> None:
-        found = [parse_line(line, store.uri_for(segment.key), n).question_id
-                 for n, line in enumerate(stream_lines(store, segment), start=1)]  # fmt: skip
+        groups = [parse_line(line, store.uri_for(segment.key), n)
+                  for n, line in enumerate(stream_lines(store, segment), start=1)]  # fmt: skip
+        found = [g.question_id for g in groups]
+        tallies[segment.key] = tally_groups(groups)
         if len(found) != len(set(found)):
             raise LeverPlusError(f"{store.uri_for(segment.key)}: a question_id appears twice")
         if segment.ids_sha256 is not None and segment_ids(store, segment) != sorted(found):
@@ -78,10 +84,17 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
             return  # an unreadable segment is a problem already
         if any(a in keys and b in keys for a, b in pairs):
             raise LeverPlusError(f"balanced v{version}: a question_id appears in two of its segments")
-        if (total := sum(len(ids[k]) for k in keys)) != (recorded := catalog.version(version).queries):
-            raise LeverPlusError(
-                f"balanced v{version}: its segments hold {total} queries, its manifest says {recorded}"
-            )
+        total = SetTally()
+        for key in keys:
+            total = total.merge(tallies[key])
+        recorded = catalog.version(version).model_dump()
+        held = total.stats() | {"added_queries": len(ids[listed[version][-1].key])}
+        if recorded["positives"] is None or recorded["segments"] is None:  # written before they were recorded
+            held = {"queries": held["queries"]}
+        for name, value in held.items():
+            if recorded[name] != value:
+                raise LeverPlusError(f"balanced v{version}: its manifest says {name} {_short(recorded[name])}, its "
+                                     f"segments hold {_short(value)}")  # fmt: skip
 
     for version in listed:
         check(f"balanced v{version} queries", lambda v=version: whole(v))
@@ -91,6 +104,10 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
             raise LeverPlusError(f"{store.uri_for(f'{BALANCED}/latest')} names v{n}, which does not exist")
 
     check("balanced latest", latest)
+
+
+def _short(value: object) -> str:
+    return str(value) if len(str(value)) < 40 else str(value)[:37] + "..."
 
 
 def _shards(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
@@ -122,6 +139,14 @@ def _plan_parts(ctx: StageContext, index_key: str) -> None:
     for shard, sha in enumerate(index.shards):
         if ctx.store.sha256(key := plan_part_key(plan_key, shard)) != sha:
             raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from {ctx.store.uri_for(index_key)}")
+    queries = plan_key.removesuffix("plan.json") + "queries.json"
+    if index.queries_sha256 is not None and _sha256_or_none(ctx, queries) != index.queries_sha256:
+        raise IntegrityError(f"{ctx.store.uri_for(queries)}: missing or differs from its plan (readers use the plan "
+                             "instead); `leverplus plan --force` rewrites it")  # fmt: skip
+
+
+def _sha256_or_none(ctx: StageContext, key: str) -> str | None:
+    return ctx.store.sha256(key) if ctx.store.exists(key) else None
 
 
 STALE_TEMP_S = 3600.0  # a write in flight takes seconds to minutes; an hour-old temp object is debris
