@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from leverplus.stages.verify import run_verify
+
 from leverplus.config import load_settings
 from leverplus.errors import ConfigError, ConflictError
 from leverplus.launch import RunRequest, choose_run, launch, resolve_settings
@@ -124,6 +126,21 @@ def test_grpo_killed_mid_training_resumes_from_its_last_epoch_byte_identically(w
     monkeypatch.setattr(train, "train_grpo", _spy(train.train_grpo, resumed_epochs))
     run_grpo(world("grpo", **sizes), "run-r", rce)
     assert resumed_epochs == [2]  # continued after epoch 2, not from zero
+    assert {n: (grpo / n).read_bytes() for n in uninterrupted} == uninterrupted
+
+    # Issue 22 item 4: one changed float in the state is found by verify, and the rerun starts the stage over.
+    shutil.rmtree(grpo)
+    monkeypatch.setattr(train, "save_state", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_grpo(world("grpo", **sizes), "run-r", rce)
+    monkeypatch.setattr(train, "save_state", real_save)
+    state = bytearray((grpo / "resume.safetensors").read_bytes())
+    state[-5] ^= 0x40  # a bit of the last tensor
+    (grpo / "resume.safetensors").write_bytes(bytes(state))
+    assert any("resume.safetensors: sha256 differs from its contents" in p for p in run_verify(world("verify"))[1])
+    resumed_epochs.clear()
+    run_grpo(world("grpo", **sizes), "run-r", rce)
+    assert resumed_epochs == [0]
     assert {n: (grpo / n).read_bytes() for n in uninterrupted} == uninterrupted
 
 

@@ -2,13 +2,15 @@
 
 Tensors: the model (`model.<name>`), the optimizer's per-parameter state (`optim.<index>.<name>`) and torch's RNG
 state. Metadata (strings): the epochs done, the step count, the optimizer's param groups, the Python RNG state, the
-training curve so far, and `guard`, the provenance the state belongs to (settings hash, init, data version): a state
-left by other settings is never resumed. One object, written atomically after each epoch, so a kill leaves either
-the previous epoch's state or this one's. Never unpickled.
+training curve so far, `guard`, the provenance the state belongs to (settings hash, init, data version): a state
+left by other settings is never resumed, and `sha256`, a digest of every tensor and every other metadata field: a
+changed float or field is an IntegrityError, never a silently different run. One object, written atomically after
+each epoch, so a kill leaves either the previous epoch's state or this one's. Never unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,7 @@ import torch
 from leverplus.errors import IntegrityError
 from leverplus.store import Store
 
-__all__ = ["TrainState", "load_state", "save_state"]
+__all__ = ["TrainState", "check_state", "load_state", "save_state"]
 
 
 @dataclass
@@ -58,7 +60,18 @@ def save_state(store: Store, key: str, state: TrainState, guard: dict[str, Any])
         "curve": json.dumps(state.curve),
         "guard": json.dumps(guard, sort_keys=True),
     }
+    metadata["sha256"] = _digest(tensors, metadata)
     store.put_bytes(key, save(tensors, metadata=metadata))
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """sha256 of every tensor (name, dtype, shape, bytes) and every metadata field but itself, in name order."""
+    digest = hashlib.sha256(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _metadata(raw: bytes) -> dict[str, str]:
@@ -67,20 +80,28 @@ def _metadata(raw: bytes) -> dict[str, str]:
     return json.loads(raw[8 : 8 + length])["__metadata__"]
 
 
-def load_state(store: Store, key: str, guard: dict[str, Any]) -> TrainState | None:
-    """The saved state, or None when there is none or it belongs to other settings (then training starts over)."""
+def check_state(store: Store, key: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A state's tensors and metadata, checked against its digest; IntegrityError naming it otherwise."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    if not store.exists(key):
-        return None
     raw = store.get_bytes(key)
     try:
-        tensors = load(raw)
-        metadata = _metadata(raw)
+        tensors, metadata = load(raw), _metadata(raw)
+        json.loads(metadata["guard"])
     except (SafetensorError, ValueError, KeyError) as exc:
         raise IntegrityError(f"{store.uri_for(key)}: not a training state ({exc})") from exc
-    if json.loads(metadata.get("guard", "null")) != guard:
+    if metadata.get("sha256") != _digest(tensors, metadata):
+        raise IntegrityError(f"{store.uri_for(key)}: sha256 differs from its contents (altered or truncated)")
+    return tensors, metadata
+
+
+def load_state(store: Store, key: str, guard: dict[str, Any]) -> TrainState | None:
+    """The saved state, or None when there is none or it belongs to other settings (then training starts over)."""
+    if not store.exists(key):
+        return None
+    tensors, metadata = check_state(store, key)
+    if json.loads(metadata["guard"]) != guard:
         return None
     optim_state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():

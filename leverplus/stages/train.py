@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from leverplus.config import RLSettings
-from leverplus.errors import ConflictError, DataError
+from leverplus.errors import ConflictError, DataError, IntegrityError
 from leverplus.log import get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
 from leverplus.policy import PointerSelector, save_policy
@@ -293,7 +293,11 @@ def _epoch_states(
     writes the state after every epoch, one atomic object beside the checkpoint, and reports the epoch as progress).
     epochs: (what is training, e.g. "grpo seed 1"; how many epochs it trains)."""
     key = f"{prefix}/{RESUME_FILE}"
-    resume = load_state(ctx.store, key, guard)
+    try:
+        resume = load_state(ctx.store, key, guard)
+    except IntegrityError as exc:  # starting over trains exactly what a clean run trains; resuming would not
+        ctx.log.warning("the last epoch's state is damaged: training this stage from the start", problem=str(exc))
+        resume = None
     if resume is not None:
         curve.rows = resume.curve
         ctx.log.info("continuing from the last epoch", uri=ctx.store.uri_for(prefix), epochs_done=resume.epoch)
