@@ -202,7 +202,10 @@ class Catalog:
         return sorted({k.split("/")[1] for k in self.store.list("runs/")})
 
     def run(self, run_id: str) -> RunSummary:
-        record: RunRecord | None = read_record(self.store, run_id)
+        try:
+            record: RunRecord | None = read_record(self.store, run_id)
+        except IntegrityError as exc:  # shown, not fatal: one damaged record must not hide every other run
+            return RunSummary(run_id=run_id, status="damaged", outcome=str(exc))
         metrics_key = f"runs/{run_id}/report/metrics.json"
         report = self.store.exists(f"runs/{run_id}/report/manifest.json")
         accuracy: dict[str, float] = {}

@@ -9,14 +9,18 @@ from collections.abc import Callable
 
 from leverplus.errors import ConfigError
 
-__all__ = ["ID_RULE", "check_id", "id_arg"]
+__all__ = ["ID_RULE", "check_id", "id_arg", "is_id"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ID_RULE = "letters, digits, '.', '_' and '-', at most 128, starting with a letter or digit (no '/' or '..')"
 
 
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
+
+
 def check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+    if not is_id(value):
         raise ConfigError(f"invalid {what} {value!r}: use {ID_RULE}")
     return value
 

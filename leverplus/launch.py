@@ -118,7 +118,7 @@ def _new_record(store: Store, req: RunRequest, settings: Settings, run_id: str |
     round_id = ""
     if "round_id" in pipeline.params:
         # A killed run may have recorded its round before planning it: that id is taken too.
-        claimed = {r.round_id for r in records(store)}
+        claimed = {r.round_id for r in records(store, damaged=[])}  # a damaged record is left out
         round_id = req.round_id or _next_id(_taken(store, "rounds") | claimed, "round")
     return RunRecord(
         run_id=run_id or _next_id(_taken(store, "runs"), "run"),

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leverplus.errors import ConfigError, IntegrityError
+from leverplus.ids import ID_RULE, is_id
 from leverplus.records import canonical_json
 from leverplus.stages.layout import run_prefix
 from leverplus.store import Store
@@ -45,7 +46,15 @@ class RunRecord(BaseModel):
     status: Literal["running", "finished"] = "running"
     outcome: str = ""  # finished runs: what the last step decided (e.g. growth check false, and why)
     host: str = ""  # the runner executing it (or that last did): two runners never execute one run at once
-    pid: int = 0
+    pid: int = Field(0, ge=0, le=4_194_304)  # Linux's largest pid_max
+
+    @field_validator("run_id", "round_id")
+    @classmethod
+    def _an_id(cls, value: str) -> str:
+        """Ids become folder names: one edited to '../..' must not write outside the log folder."""
+        if value and not is_id(value):
+            raise ValueError(f"{value[:40]!r} is not an id ({ID_RULE})")
+        return value
 
 
 def record_key(run_id: str) -> str:
@@ -53,13 +62,20 @@ def record_key(run_id: str) -> str:
 
 
 def read_record(store: Store, run_id: str) -> RunRecord | None:
+    """The run's record; an IntegrityError naming the object and the field when it is damaged."""
     key = record_key(run_id)
     if not store.exists(key):
         return None
     try:
-        return RunRecord.model_validate_json(store.get_bytes(key))
+        record = RunRecord.model_validate_json(store.get_bytes(key))
     except ValidationError as exc:
-        raise IntegrityError(f"{store.uri_for(key)}: not a run record ({exc.errors()[0]['msg']})") from exc
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "the record"
+        message = err["msg"].removeprefix("Value error, ")
+        raise IntegrityError(f"{store.uri_for(key)}: not a run record ({where}: {message})") from exc
+    if record.run_id != run_id:
+        raise IntegrityError(f"{store.uri_for(key)}: not a run record (run_id: {record.run_id!r}, in {run_id}/)")
+    return record
 
 
 def write_record(store: Store, record: RunRecord) -> None:
@@ -70,15 +86,29 @@ def settings_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}/settings.yaml"
 
 
-def records(store: Store) -> list[RunRecord]:
-    """Every run record in the store, in id order (ids sort by creation: run-0001, run-0002, ...)."""
+def records(store: Store, *, damaged: list[str] | None = None) -> list[RunRecord]:
+    """Every run record in the store, in id order (ids sort by creation: run-0001, run-0002, ...). A damaged one
+    raises, unless `damaged` is given: then its problem is appended there and it is left out."""
     ids = sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/run.json")})
-    return [r for r in (read_record(store, i) for i in ids) if r is not None]
+    found = []
+    for run_id in ids:
+        try:
+            found.append(read_record(store, run_id))
+        except IntegrityError as exc:
+            if damaged is None:
+                raise
+            damaged.append(str(exc))
+    return [r for r in found if r is not None]
 
 
 def newest_unfinished(store: Store, pipeline: str) -> RunRecord | None:
-    """The unfinished run of `pipeline` with the highest id."""
-    mine = [r for r in records(store) if r.pipeline == pipeline and r.status == "running"]
+    """The unfinished run of `pipeline` with the highest id. A damaged record might be that run: an error naming
+    it, with the way out."""
+    damaged: list[str] = []
+    mine = [r for r in records(store, damaged=damaged) if r.pipeline == pipeline and r.status == "running"]
+    if damaged:
+        raise IntegrityError(f"{damaged[0]}: cannot tell whether it is the run to continue; fix or remove it, or "
+                             "add --new to start another run")  # fmt: skip
     return mine[-1] if mine else None
 
 

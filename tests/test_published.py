@@ -102,7 +102,7 @@ def test_a_filter_killed_after_the_manifest_published_it_and_nothing_reuses_its_
     write_scored_round(_ctx(root), "round-2", list(ROUNDS["round-2"]), shard_size=25, balanced=True)
     put = LocalStore.put_bytes
 
-    def dies_at_latest(self: LocalStore, key: str, data: bytes):  # noqa: ANN202
+    def dies_at_latest(self: LocalStore, key: str, data: bytes):
         if key == f"{BALANCED}/latest":
             raise KeyboardInterrupt  # the pod is evicted right before `latest` moves
         return put(self, key, data)

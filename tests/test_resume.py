@@ -6,20 +6,21 @@ the end-to-end kill tests through `leverplus run` are in test_kill_resume.py.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
-from leverplus.stages.verify import run_verify
-
 from leverplus.config import load_settings
-from leverplus.errors import ConfigError, ConflictError
+from leverplus.errors import ConfigError, ConflictError, IntegrityError
 from leverplus.launch import RunRequest, choose_run, launch, resolve_settings
 from leverplus.policy import PointerSelector, PolicyConfig, save_policy
 from leverplus.policy.resume import load_state
 from leverplus.run_record import read_record, write_record
 from leverplus.stages.filter import run_filter
 from leverplus.stages.train import run_grpo, run_rce
+from leverplus.stages.verify import run_verify
 from leverplus.store import open_store
 from tests.test_stages import _scored_round
 
@@ -49,6 +50,43 @@ def test_the_same_command_continues_the_unfinished_run_and_new_needs_new(tmp_pat
     assert nxt.run_id == "run-0002" and not resumed  # a finished run is never continued implicitly
     with pytest.raises(ConfigError, match="run run-0001 already exists"):
         choose_run(store, RunRequest(pipeline="balanced-v3", run_id="run-0001", new=True), settings)
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"run_id": "../../../escaped"}, "run_id: '../../../escaped' is not an id"),
+        ({"pid": 10**30}, "pid: Input should be less than or equal to 4194304"),
+        ({"status": 7}, "status: Input should be 'running' or 'finished'"),
+        ({"run_id": "run-0009"}, "run_id: 'run-0009', in run-0001/"),
+    ],
+)
+def test_a_damaged_run_record_is_one_line_naming_its_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict, named: str
+) -> None:
+    """Issue 22 item 6: it never writes outside the log folder, never a traceback; --new and status still work."""
+    from leverplus.cli import main
+
+    store = open_store(str(tmp_path / "store"))
+    settings = _settings(tmp_path / "store")
+    first, _ = choose_run(store, RunRequest(pipeline="balanced-v3"), settings)
+    store.put_bytes("runs/run-0001/settings.yaml", b"{}")
+    write_record(store, first)
+    key = tmp_path / "store/runs/run-0001/run.json"
+    key.write_text(json.dumps(json.loads(key.read_text()) | edit))
+    with pytest.raises(IntegrityError, match=re.escape(named)):
+        choose_run(store, RunRequest(pipeline="balanced-v3"), settings)
+    other, resumed = choose_run(store, RunRequest(pipeline="balanced-v3", new=True), settings)
+    assert other.run_id == "run-0002" and not resumed
+    assert main(["run", "balanced-v3", "--set", f"store.uri={tmp_path / 'store'}"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the info lines of the embedded default
+    assert last.startswith("leverplus: error:") and named in last and "add --new" in last
+    assert not (tmp_path / "escaped").exists() and not list(tmp_path.rglob("escaped"))
+    assert main(["status", "--store", str(tmp_path / "store"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"]["run-0001"]["status"] == "damaged"
+    assert main(["verify", "--store", str(tmp_path / "store")]) == 2
+    assert "PROBLEM runs/run-0001/run.json: " in capsys.readouterr().out
 
 
 def test_continuing_with_other_settings_is_one_line_naming_both(tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def test_credentials_given_with_set_reach_every_step(enforcing_s3: EnforcingS3, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "d3/runs/run-0001/checkpoints/sft/config.json" in enforcing_s3.object_keys()
     # Issue 22 item 10: neither the runner's overrides line nor a stage run by hand on the run prints them.
-    stage = _leverplus("sft", "--run", "run-0001", *args[args.index("--set"):], env=env, cwd=tmp_path, timeout=300)
+    stage = _leverplus("sft", "--run", "run-0001", *args[args.index("--set") :], env=env, cwd=tmp_path, timeout=300)
     assert stage.returncode == 0, stage.stderr[-2000:]
     assert "overrides from the command line" in proc.stderr and "using the settings recorded" in stage.stderr
     assert '"store.secret_access_key": "***"' in proc.stderr + stage.stderr

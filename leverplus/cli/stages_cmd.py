@@ -36,9 +36,7 @@ def _settings(args: argparse.Namespace) -> Any:
         return settings
     overrides = _parse_overrides(getattr(args, "overrides", []) or []) | extra
     settings = load_recorded_settings(found[1], {"store.uri": settings.store.uri, **overrides})
-    get_logger().info(
-        "using the settings recorded with the run", run=found[0], overrides=masked_overrides(overrides)
-    )
+    get_logger().info("using the settings recorded with the run", run=found[0], overrides=masked_overrides(overrides))
     return settings
 
 

@@ -10,6 +10,7 @@ plans         every plan with parts (what fan-out pods read) matches them and it
 reports       every file of a finished report matches the sha256 in the report's manifest
 checkpoints   every checkpoint loads strictly and matches the sha256 in its config; every unfinished stage's
               epoch state matches its own digest
+runs          every run record reads through its schema (ids, types, ranges) and names its own folder
 features      every feature file loads
 datasets      every split of every dataset under datasets/ loads (JSON, 10 answers, annotations match)
 stale         temp objects of killed writes older than an hour, and the publishing lease, are listed (not problems)
@@ -27,6 +28,7 @@ from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
 from leverplus.policy.resume import check_state
 from leverplus.records import Manifest, PlanIndex
+from leverplus.run_record import read_record
 from leverplus.stages.balanced import (
     Segment,
     SetTally,
@@ -42,8 +44,8 @@ from leverplus.stages.balanced import (
 from leverplus.stages.context import StageContext
 from leverplus.stages.layout import BALANCED, LEASE, plan_part_key
 from leverplus.stages.report import read_report_file
-from leverplus.stages.train import RESUME_FILE
 from leverplus.stages.shards import read_shard
+from leverplus.stages.train import RESUME_FILE
 from leverplus.store import open_store
 from leverplus.store.clean import debris
 
@@ -190,6 +192,8 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
         prefix = key.removesuffix("/config.json")
         check(prefix, lambda p=prefix: ctx.load_policy(p))
+    for key in (k for k in keys if k.startswith("runs/") and k.endswith("/run.json")):
+        check(key, lambda k=key: read_record(ctx.store, k.split("/")[1]))
     for key in (k for k in keys if k.endswith(f"/{RESUME_FILE}")):
         check(key, lambda k=key: check_state(ctx.store, k))
     for key in (k for k in keys if k.startswith("features/") and k.endswith(".safetensors")):

@@ -41,6 +41,8 @@ def holder_gone(holder: dict) -> bool:
     """Provably gone: it ran on this host and no process has its pid any more."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
+    if not 0 < holder["pid"] <= 4_194_304:  # no process has it (and os.kill would signal a group, or overflow)
+        return True
     try:
         os.kill(holder["pid"], 0)
     except ProcessLookupError:
