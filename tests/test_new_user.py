@@ -82,6 +82,34 @@ def test_a_synthetic_world_grows_and_features_follow(world, tmp_path: Path) -> N
     assert len(world("read").features("train").question_ids) == len(after)  # re-encoded, not skipped
 
 
+def test_a_growth_killed_half_way_and_typed_again_adds_once(world, monkeypatch, capsys) -> None:
+    """Issue 22 item 8: killed between the questions and the annotations file, `--add 60` typed again adds 60."""
+    from leverplus.data import load_split
+    from leverplus.data.vqav2 import annotations_file
+    from leverplus.store import open_store
+    from leverplus.store.local import LocalStore
+
+    data_root = world.root / "datasets" / "synthetic"
+    before = len(load_split(open_store(str(data_root)), "train"))
+    put = LocalStore.put_bytes
+
+    def killed_before_annotations(self: LocalStore, key: str, data: bytes):  # noqa: ANN202
+        if key == annotations_file("train"):
+            raise KeyboardInterrupt
+        return put(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "put_bytes", killed_before_annotations)
+    assert main(["data", "synth", "--out", str(data_root), "--add", "60"]) == 130
+    monkeypatch.setattr(LocalStore, "put_bytes", put)
+    assert main(["data", "synth", "--out", str(data_root), "--add", "90"]) == 2  # another growth is refused
+    assert "an interrupted --add 60 is unfinished" in capsys.readouterr().err
+    assert main(["data", "synth", "--out", str(data_root), "--add", "60"]) == 0
+    assert len(load_split(open_store(str(data_root)), "train")) == before + 60
+    assert not (data_root / "synth-growth.json").exists()
+    assert main(["data", "synth", "--out", str(data_root), "--add", "60"]) == 0  # typed after it finished: grows
+    assert len(load_split(open_store(str(data_root)), "train")) == before + 120
+
+
 def test_a_stage_run_by_hand_uses_its_runs_recorded_settings(tmp_path: Path) -> None:
     """`leverplus report --run run-0001` after `make run` found no dataset (the embedded profile was not applied);
     now a hand-run stage takes the run's recorded settings and applies only what is overridden, saying so."""

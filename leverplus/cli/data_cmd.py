@@ -73,28 +73,43 @@ def _synth(args: argparse.Namespace) -> None:
     sizes = {split: n for split, n in (("train", args.train), ("val", args.val)) if n > 0}
     if args.add is not None:
         args.seed, sizes = _grown(store, args.add)
+        store.put_bytes(GROWTH, json.dumps({"seed": args.seed, "add": args.add, **sizes}).encode())
     with progress(sum(sizes.values()), "rendering questions") as update:
         synthesize(store, args.seed, sizes, progress=update)
+    store.delete(GROWTH)
     get_logger().info("synthetic dataset written", root=store.uri, seed=args.seed, **sizes)
     print(store.uri)
 
 
+GROWTH = "synth-growth.json"  # an `--add` in progress: {"seed", "add", "train": the size it grows the world to}
+
+
 def _grown(store: Store, add: int) -> tuple[int, dict[str, int]]:
-    """(the world's seed, {"train": its size + add}) for `data synth --add`."""
+    """(the world's seed, {"train": its size + add}) for `data synth --add`. A growth that was interrupted (its
+    intent is still recorded) is finished, not repeated: typed again after a kill, --add 300 adds 300 once."""
     import re
 
-    from leverplus.data.vqav2 import questions_file
+    from leverplus.data.vqav2 import annotations_file
 
     if add == 0:
         raise ConfigError("data synth --add 0: nothing to add")
-    key = questions_file("train")
+    if store.exists(GROWTH):
+        intent = json.loads(store.get_bytes(GROWTH))
+        if intent.get("add") != add:
+            raise ConfigError(f"data synth --add: an interrupted --add {intent.get('add')} is unfinished "
+                              f"({store.uri_for(GROWTH)}); type that command again to finish it")  # fmt: skip
+        from leverplus.log import get_logger
+
+        get_logger().info("finishing an interrupted growth", root=store.uri, train=intent["train"])
+        return int(intent["seed"]), {"train": int(intent["train"])}
+    key = annotations_file("train")  # written last: its size is the world's last complete size
     if not store.exists(key):
         raise ConfigError(f"data synth --add: {store.uri_for(key)} does not exist; synthesise the world first")
     doc = json.loads(store.get_bytes(key))
     seed = re.search(r"\(seed (-?\d+)\)", doc.get("info", {}).get("description", ""))
     if seed is None:
         raise ConfigError(f"data synth --add: {store.uri_for(key)} is not a synthetic world (no seed recorded)")
-    return int(seed.group(1)), {"train": len(doc["questions"]) + add}
+    return int(seed.group(1)), {"train": len(doc["annotations"]) + add}
 
 
 def _validate(args: argparse.Namespace) -> None:
