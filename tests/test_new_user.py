@@ -93,7 +93,7 @@ def test_a_growth_killed_half_way_and_typed_again_adds_once(world, monkeypatch, 
     before = len(load_split(open_store(str(data_root)), "train"))
     put = LocalStore.put_bytes
 
-    def killed_before_annotations(self: LocalStore, key: str, data: bytes):  # noqa: ANN202
+    def killed_before_annotations(self: LocalStore, key: str, data: bytes):
         if key == annotations_file("train"):
             raise KeyboardInterrupt
         return put(self, key, data)
