@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
@@ -30,7 +30,8 @@ class _Stats(BaseModel):
 
 
 class SetStats(_Stats):
-    """A set of candidate groups: how many, and how balanced."""
+    """A set of candidate groups: how many, and how balanced. Its counts must agree with each other: one edited
+    value fails here, before a later version or plan builds on it (`verify` recomputes them from the groups)."""
 
     queries: int
     candidates: int
@@ -38,30 +39,33 @@ class SetStats(_Stats):
     positive_ratio: float
     ratio_histogram: list[int]
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if sum(self.ratio_histogram) != self.queries or not 0 <= self.queries <= self.candidates:
+            raise ValueError(f"queries {self.queries} disagrees with its ratio histogram or candidates")
+        if self.positives is not None:
+            ratio = round(self.positives / self.candidates, 4) if self.candidates else 0.0
+            if not 0 <= self.positives <= self.candidates or ratio != self.positive_ratio:
+                raise ValueError(f"positives {self.positives} of {self.candidates} disagrees with its positive_ratio")
+        return self
+
 
 class VersionStats(SetStats):
-    """rl-data/balanced/v<n>.manifest.json: the set after a round, and what the round added. The next version adds
-    to these counts, so they must agree with each other: one edited value fails here, before it propagates
-    (`verify` recomputes them all from the segments)."""
+    """rl-data/balanced/v<n>.manifest.json: the set after a round, and what the round added."""
 
     round_id: str
     added_queries: int
     segments: list[str] | None = None  # None: a single-file version (v<n>.jsonl) from before segments
 
     @model_validator(mode="after")
-    def _consistent(self) -> VersionStats:
-        if self.positives is None:
-            return self
-        ratio = round(self.positives / self.candidates, 4) if self.candidates else 0.0
-        if sum(self.ratio_histogram) != self.queries or not 0 <= self.added_queries <= self.queries:
-            raise ValueError(f"queries {self.queries} disagrees with its ratio histogram or added_queries")
-        if not 0 <= self.positives <= self.candidates or ratio != self.positive_ratio:
-            raise ValueError(f"positives {self.positives} of {self.candidates} disagrees with its positive_ratio")
+    def _added(self) -> Self:
+        if not 0 <= self.added_queries <= self.queries:
+            raise ValueError(f"added_queries {self.added_queries} is not within queries {self.queries}")
         return self
 
 
 class RoundStats(_Stats):
-    """rounds/<id>/manifest.json, written by `filter`."""
+    """rounds/<id>/manifest.json, written by `filter`. Later plans size themselves by its acceptance counts."""
 
     scored_queries: int
     accepted_queries: int
@@ -69,6 +73,14 @@ class RoundStats(_Stats):
     scored: SetStats
     accepted: SetStats
     version: str
+    balanced_range: tuple[float, float] | None = None  # (min, max) positive ratio; None before it was recorded
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        counts = (self.scored_queries, self.accepted_queries, self.added_queries)
+        if counts[:2] != (self.scored.queries, self.accepted.queries) or not counts[0] >= counts[1] >= counts[2] >= 0:
+            raise ValueError(f"scored/accepted/added queries {'/'.join(map(str, counts))} disagree with each other")
+        return self
 
 
 class RunSummary(_Stats):
@@ -151,6 +163,10 @@ class Catalog:
         """The round's filter stats, or None when it has not been filtered yet."""
         key = f"rounds/{round_id}/manifest.json"
         return self._stats(key, RoundStats) if self.store.exists(key) else None
+
+    def round_outputs(self, round_id: str) -> tuple[RoundStats, dict[str, str]]:
+        """A filtered round's stats and the sha256 of each shard it joined, from one read of its manifest."""
+        return self._read(f"rounds/{round_id}/manifest.json", RoundStats)
 
     def planned_by_shard(self, round_id: str) -> list[list[int]]:
         """A round's question ids by shard ([] before it is planned): its queries.json when the plan's index vouches

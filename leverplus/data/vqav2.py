@@ -146,7 +146,10 @@ def _check_annotation(a: Any, source: str, index: int) -> int:
     return qid
 
 
-def _join(split: str, questions: dict[int, dict[str, Any]], ann_doc: Any, ann_source: str) -> dict[int, VQARecord]:
+def _join(
+    split: str, questions: dict[int, dict[str, Any]], q_source: str, ann_doc: Any, ann_source: str
+) -> dict[int, VQARecord]:
+    """Annotations joined to their questions; a disagreement names both files (either may be the damaged one)."""
     records: dict[int, VQARecord] = {}
     for i, a in enumerate(_list_field(ann_doc, "annotations", ann_source)):
         qid = _check_annotation(a, ann_source, i)
@@ -154,10 +157,10 @@ def _join(split: str, questions: dict[int, dict[str, Any]], ann_doc: Any, ann_so
             raise DataError(f"{ann_source}: question_id {qid}: duplicate question_id")
         q = questions.get(qid)
         if q is None:
-            raise DataError(f"{ann_source}: question_id {qid}: no such question in {questions_file(split)}")
+            raise DataError(f"{ann_source}: question_id {qid}: no such question in {q_source}")
         if q["image_id"] != a["image_id"]:
             raise DataError(
-                f"{ann_source}: question_id {qid}: image_id {a['image_id']} differs from the question's {q['image_id']}"
+                f"{ann_source}: question_id {qid}: image_id {a['image_id']} differs from {q['image_id']} in {q_source}"
             )
         records[qid] = VQARecord(
             question_id=qid,
@@ -172,7 +175,9 @@ def _join(split: str, questions: dict[int, dict[str, Any]], ann_doc: Any, ann_so
         )
     missing = sorted(set(questions) - set(records))
     if missing:
-        raise DataError(f"{ann_source}: {len(missing)} question(s) have no annotation, e.g. question_id {missing[0]}")
+        raise DataError(
+            f"{ann_source}: {len(missing)} question(s) of {q_source} have no annotation, e.g. question_id {missing[0]}"
+        )
     return dict(sorted(records.items()))
 
 
@@ -192,7 +197,7 @@ def load_split(
     store = root if isinstance(root, Store) else open_store(root, settings)
     q_name, a_name = questions_file(split), annotations_file(split)
     questions = _parse_questions(_read_json(store, q_name), store.uri_for(q_name))
-    records = _join(split, questions, _read_json(store, a_name), store.uri_for(a_name))
+    records = _join(split, questions, store.uri_for(q_name), _read_json(store, a_name), store.uri_for(a_name))
     if check_images:
         _check_images(split, store, records)
     return VQASplit(split=split, store=store, records=records)
@@ -210,4 +215,4 @@ def load_question_files(
     subtype = str(ann_doc.get("data_subtype", "")) if isinstance(ann_doc, dict) else ""
     split = subtype.removesuffix("2014") if subtype.removesuffix("2014") in SPLITS else "val"
     questions = _parse_questions(_read_json(q_store, q_name), q_store.uri_for(q_name))
-    return _join(split, questions, ann_doc, a_store.uri_for(a_name))
+    return _join(split, questions, q_store.uri_for(q_name), ann_doc, a_store.uri_for(a_name))

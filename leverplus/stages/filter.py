@@ -166,7 +166,7 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
     manifest_key = f"{round_prefix(round_id)}/manifest.json"
     if (done := Catalog(ctx.store).round(round_id)) is not None:  # filtered: a retried or continued run reports it
         ctx.log.info("round already filtered", uri=ctx.store.uri_for(manifest_key))
-        return done.model_dump()
+        return done.model_dump(mode="json")
     with _Spool() as spool:
         scored, shard_shas = _scan_round(ctx, round_id, spool)
         with lease(ctx.store, LEASE, owner=f"filter of round {round_id}"):
@@ -179,6 +179,7 @@ def run_filter(ctx: StageContext, round_id: str) -> dict:
         "scored": scored.stats(),
         "accepted": accepted,
         "version": f"v{version}",
+        "balanced_range": [ctx.settings.rl.min_pos_ratio, ctx.settings.rl.max_pos_ratio],
     }
     ctx.put_json(
         manifest_key,

@@ -19,15 +19,16 @@ stale         temp objects of killed writes older than an hour, and the publishi
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 
-from leverplus.catalog import Catalog
+from leverplus.catalog import Catalog, RoundStats
 from leverplus.data import load_split
+from leverplus.data.schemas import SPLITS
+from leverplus.data.vqav2 import annotations_file, questions_file
 from leverplus.errors import IntegrityError, LeverPlusError, NotFoundError
 from leverplus.features import FeatureTable
 from leverplus.policy.resume import check_state
-from leverplus.records import Manifest, PlanIndex
+from leverplus.records import CandidateGroup, Manifest, PlanIndex
 from leverplus.run_record import read_record
 from leverplus.stages.balanced import (
     Segment,
@@ -42,6 +43,7 @@ from leverplus.stages.balanced import (
     tally_groups,
 )
 from leverplus.stages.context import StageContext
+from leverplus.stages.filter import is_balanced
 from leverplus.stages.layout import BALANCED, LEASE, plan_part_key
 from leverplus.stages.report import read_report_file
 from leverplus.stages.shards import read_shard
@@ -52,13 +54,13 @@ from leverplus.store.clean import debris
 __all__ = ["run_verify"]
 
 
-def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], None]) -> None:
+def _balanced(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
     """Each segment is read once however many versions list it; a version is checked through its segments' ids."""
     store, catalog = ctx.store, Catalog(ctx.store)
     numbers = catalog.version_numbers()
     listed: dict[int, list[Segment]] = {}
     for version in numbers:
-        check(f"balanced v{version}", lambda v=version: listed.__setitem__(v, segments(store, v)))
+        check(_manifest(version), lambda v=version: listed.__setitem__(v, segments(store, v)))
     ids: dict[str, list[int]] = {}
     tallies: dict[str, SetTally] = {}
 
@@ -74,7 +76,7 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
         ids[segment.key] = found
 
     for segment in sorted({s for parts in listed.values() for s in parts}, key=lambda s: s.key):
-        check(f"balanced segment {segment.key.removeprefix(BALANCED + '/')}", lambda s=segment: read(s))
+        check(segment.key, lambda s=segment: read(s))
 
     owner: dict[int, str] = {}  # question id -> the first segment holding it
     pairs: set[tuple[str, str]] = set()  # two segments that share an id: an error in a version listing both
@@ -84,15 +86,19 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
                 pairs.add((first, key))
 
     def whole(version: int) -> None:
-        keys = {s.key for s in listed[version]}
-        if not keys <= ids.keys():
+        parts = {s.key for s in listed[version]}
+        if not parts <= ids.keys():
             return  # an unreadable segment is a problem already
-        if any(a in keys and b in keys for a, b in pairs):
+        if any(a in parts and b in parts for a, b in pairs):
             raise LeverPlusError(f"balanced v{version}: a question_id appears in two of its segments")
         total = SetTally()
-        for key in keys:
+        for key in parts:
             total = total.merge(tallies[key])
         recorded = catalog.version(version).model_dump()
+        if any(k.startswith(f"rounds/{recorded['round_id']}/") for k in keys) and not store.exists(
+            round_manifest := f"rounds/{recorded['round_id']}/manifest.json"
+        ):  # later plans size themselves by its acceptance
+            raise LeverPlusError(f"{store.uri_for(round_manifest)} is missing: v{version} was published from it")
         held = total.stats() | {"added_queries": len(ids[listed[version][-1].key])}
         if recorded["positives"] is None or recorded["segments"] is None:  # written before they were recorded
             held = {"queries": held["queries"]}
@@ -102,13 +108,17 @@ def _balanced(ctx: StageContext, check: Callable[[str, Callable[[], object]], No
                                      f"segments hold {_short(value)}")  # fmt: skip
 
     for version in listed:
-        check(f"balanced v{version} queries", lambda v=version: whole(v))
+        check(_manifest(version), lambda v=version: whole(v))
 
     def latest() -> None:
         if (n := latest_version(store)) and n not in numbers:
             raise LeverPlusError(f"{store.uri_for(f'{BALANCED}/latest')} names v{n}, which does not exist")
 
-    check("balanced latest", latest)
+    check(f"{BALANCED}/latest", latest)
+
+
+def _manifest(version: int) -> str:
+    return f"{BALANCED}/v{version}.manifest.json"
 
 
 def _short(value: object) -> str:
@@ -116,21 +126,58 @@ def _short(value: object) -> str:
 
 
 def _shards(ctx: StageContext, keys: list[str], check: Callable[[str, Callable[[], object]], None]) -> None:
-    recorded: dict[str, str] = {}  # shard key -> sha256 its round's manifest recorded at filter time
-    for key in (k for k in keys if k.startswith("rounds/") and k.endswith("/manifest.json")):
-        prefix = key.removesuffix("/manifest.json")
-        outputs = json.loads(ctx.store.get_bytes(key)).get("outputs", {})
-        recorded.update({f"{prefix}/{rel}": sha for rel, sha in outputs.items()})
+    """Every shard against its manifest (and its round's); every filtered round's stats recomputed from its shards."""
+    catalog, recorded, rounds = Catalog(ctx.store), {}, {}
+    for round_id in sorted({k.split("/")[1] for k in keys if k.startswith("rounds/") and k.endswith("/manifest.json")
+                            and k.count("/") == 2}):  # fmt: skip
+
+        def read(r: str = round_id) -> None:
+            rounds[r], outputs = catalog.round_outputs(r)
+            recorded.update({f"rounds/{r}/{rel}": sha for rel, sha in outputs.items()})
+
+        check(f"rounds/{round_id}/manifest.json", read)
+    tallies: dict[str, tuple[SetTally, SetTally, list[str]]] = {}  # round -> scored, accepted, shards read
 
     def one(key: str) -> None:
         raw = read_shard(ctx, key)  # against the shard's own manifest
         if key in recorded and hashlib.sha256(raw).hexdigest() != recorded[key]:
             raise IntegrityError(f"{ctx.store.uri_for(key)}: sha256 differs from its round's manifest")
         if key.startswith("rounds/"):
-            parse_groups(raw, ctx.store.uri_for(key))
+            groups = parse_groups(raw, ctx.store.uri_for(key))
+            scored, accepted, read = tallies.setdefault(key.split("/")[1], (SetTally(), SetTally(), []))
+            scored.add(*_counts(groups))
+            if (stats := rounds.get(key.split("/")[1])) is not None and stats.balanced_range is not None:
+                accepted.add(*_counts([g for g in groups if is_balanced(g, *stats.balanced_range)]))
+            read.append(key)
 
     for key in (k for k in keys if "/shards/" in k and k.endswith(".jsonl")):
         check(key, lambda k=key: one(k))
+    for round_id, stats in rounds.items():
+        joined = {k for k in recorded if k.startswith(f"rounds/{round_id}/")}
+        scored, accepted, read = tallies.get(round_id, (SetTally(), SetTally(), []))
+        if set(read) == joined:  # else a shard is a problem already
+            check(
+                f"rounds/{round_id}/manifest.json",
+                lambda r=round_id, s=stats, t=(scored, accepted): _round_stats(r, s, *t),
+            )
+
+
+def _counts(groups: list[CandidateGroup]) -> tuple[list[int], list[int]]:
+    return [sum(c.correct for c in g.candidates) for g in groups], [len(g.candidates) for g in groups]
+
+
+def _round_stats(round_id: str, stats: RoundStats, scored: SetTally, accepted: SetTally) -> None:
+    """A round's recorded stats against its shards."""
+    held = {"scored": scored.stats()}
+    if stats.balanced_range is not None:
+        held["accepted"] = accepted.stats()
+    for name, value in held.items():
+        recorded = getattr(stats, name).model_dump()
+        differs = [k for k, v in value.items() if recorded.get(k) is not None and recorded[k] != v]
+        if differs:
+            field = differs[0]
+            raise LeverPlusError(f"round {round_id}: its manifest's {name} {field} is {_short(recorded[field])}, its "
+                                 f"shards hold {_short(value[field])}")  # fmt: skip
 
 
 def _plan_parts(ctx: StageContext, index_key: str) -> None:
@@ -164,6 +211,20 @@ def _stale(ctx: StageContext) -> list[str]:
     return lines + ([f"lease {lease}"] if lease else [])
 
 
+def _report(ctx: StageContext, key: str, check: Callable[[str, Callable[[], object]], None]) -> None:
+    run_id = key.split("/")[1]
+    for name in Manifest.model_validate_json(ctx.store.get_bytes(key)).outputs:
+        check(f"report {run_id}/{name}", lambda n=name: read_report_file(ctx, run_id, n))
+
+
+def _dataset_splits(keys: list[str]) -> list[tuple[str, str]]:
+    found = set()
+    for key in (k for k in keys if k.startswith("datasets/") and k.count("/") == 2):
+        name, file = key.split("/")[1:]
+        found |= {(name, split) for split in SPLITS if file in (questions_file(split), annotations_file(split))}
+    return sorted(found)
+
+
 def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
     """(objects checked, problems, stale debris)."""
     keys = ctx.store.list()
@@ -180,15 +241,12 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
         except (LeverPlusError, ValueError, KeyError) as exc:
             problems.append(f"{what}: {exc}")
 
-    _balanced(ctx, check)
+    _balanced(ctx, keys, check)
     _shards(ctx, keys, check)
     for key in (k for k in keys if k.endswith("/plan/index.json")):
         check(key.removesuffix("/index.json"), lambda k=key: _plan_parts(ctx, k))
     for key in (k for k in keys if k.endswith("/report/manifest.json")):
-        run_id = key.split("/")[1]
-        names = Manifest.model_validate_json(ctx.store.get_bytes(key)).outputs
-        for name in names:
-            check(f"report {run_id}/{name}", lambda r=run_id, n=name: read_report_file(ctx, r, n))
+        check(key, lambda k=key: _report(ctx, k, check))
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
         prefix = key.removesuffix("/config.json")
         check(prefix, lambda p=prefix: ctx.load_policy(p))
@@ -199,8 +257,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
     for key in (k for k in keys if k.startswith("features/") and k.endswith(".safetensors")):
         _, encoder, name = key.split("/")
         check(key, lambda e=encoder, n=name: FeatureTable.load(ctx.store, e, n.removesuffix(".safetensors")))
-    for key in (k for k in keys if k.startswith("datasets/") and k.endswith("_questions.json")):
-        name, split = key.split("/")[1], key.rsplit("_", 2)[-2].removesuffix("2014")
+    for name, split in _dataset_splits(keys):  # a split with either of its files: both must load and agree
         root = open_store(ctx.store.uri_for(f"datasets/{name}"), ctx.settings.store)
         check(f"dataset {name}/{split}", lambda r=root, s=split: load_split(r, s))
     return checked, problems, _stale(ctx)
