@@ -76,3 +76,21 @@ def test_corrupt_feature_file_is_an_integrity_error(tmp_path: Path) -> None:
     store.put_bytes(feature_key("simple", "train"), b"not safetensors")
     with pytest.raises(IntegrityError, match="not a valid safetensors feature file"):
         FeatureTable.load(store, "simple", "train")
+
+
+def test_one_changed_float_in_a_feature_table_is_found_and_recomputed(world) -> None:
+    """Issue 22: "anything else a reader loads: same rule". Safetensors has no checksum: the table carries one."""
+    from leverplus.stages.features import run_features
+    from leverplus.stages.verify import run_verify
+
+    path = world.root / feature_key("simple", "train")
+    good = path.read_bytes()
+    table = FeatureTable.load(world("read").store, "simple", "train")
+    offset = good.index(table.image[3].tobytes())  # a float of one question's image embedding
+    path.write_bytes(good[:offset] + bytes([good[offset] ^ 0x01]) + good[offset + 1 :])
+    with pytest.raises(IntegrityError, match=r"train\.safetensors: sha256 differs from its contents"):
+        FeatureTable.load(world("read").store, "simple", "train")
+    assert any("features/simple/train.safetensors" in p for p in run_verify(world("verify"))[1])
+    run_features(world("features"))  # derived data: computed again, the same tensors
+    again = FeatureTable.load(world("read").store, "simple", "train")
+    assert all(np.array_equal(getattr(again, f), getattr(table, f)) for f in ("question_ids", "image", "question"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leverplus.checksums import DIGEST_FIELD, contents_sha256, header_metadata
 from leverplus.errors import DataError, IntegrityError
 from leverplus.store import Store
 
@@ -54,7 +55,9 @@ class FeatureTable:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "features.safetensors"
             tensors = {"question_id": self.question_ids, "image": self.image, "question": self.question}
-            save_file(tensors, str(path), metadata={"encoder": self.encoder, "split": self.split})
+            metadata = {"encoder": self.encoder, "split": self.split}
+            metadata[DIGEST_FIELD] = contents_sha256(tensors, metadata)
+            save_file(tensors, str(path), metadata=metadata)
             store.put_file(key, path)
         return store.uri_for(key)
 
@@ -64,13 +67,21 @@ class FeatureTable:
         from safetensors.numpy import load
 
         key = feature_key(encoder, split)
+        raw = store.get_bytes(key)
         try:
-            tensors = load(store.get_bytes(key))
+            tensors, metadata = load(raw), header_metadata(raw)
         except (SafetensorError, json.JSONDecodeError, ValueError) as exc:
             raise IntegrityError(f"{store.uri_for(key)}: not a valid safetensors feature file ({exc})") from exc
         missing = {"question_id", "image", "question"} - set(tensors)
         if missing:
             raise IntegrityError(f"{store.uri_for(key)}: missing tensors {sorted(missing)}")
+        recorded = metadata.get(DIGEST_FIELD)  # None: a table written before digests were recorded
+        if recorded is not None and recorded != contents_sha256(tensors, metadata):
+            raise IntegrityError(f"{store.uri_for(key)}: sha256 differs from its contents (altered); `leverplus "
+                                 "features --force` recomputes it")  # fmt: skip
+        if (metadata.get("encoder", encoder), metadata.get("split", split)) != (encoder, split):
+            raise IntegrityError(f"{store.uri_for(key)}: holds {metadata.get('encoder')} features of split "
+                                 f"{metadata.get('split')}")  # fmt: skip
         return cls(encoder, split, tensors["question_id"], tensors["image"], tensors["question"])
 
 

@@ -10,13 +10,13 @@ each epoch, so a kill leaves either the previous epoch's state or this one's. Ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from leverplus.checksums import DIGEST_FIELD, contents_sha256, header_metadata
 from leverplus.errors import IntegrityError
 from leverplus.store import Store
 
@@ -60,24 +60,14 @@ def save_state(store: Store, key: str, state: TrainState, guard: dict[str, Any])
         "curve": json.dumps(state.curve),
         "guard": json.dumps(guard, sort_keys=True),
     }
-    metadata["sha256"] = _digest(tensors, metadata)
+    metadata[DIGEST_FIELD] = _digest(tensors, metadata)
     store.put_bytes(key, save(tensors, metadata=metadata))
 
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """sha256 of every tensor (name, dtype, shape, bytes) and every metadata field but itself, in name order."""
-    digest = hashlib.sha256(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _metadata(raw: bytes) -> dict[str, str]:
-    """The string metadata of a safetensors file: its header is an 8-byte little-endian length and JSON."""
-    length = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8 : 8 + length])["__metadata__"]
+    arrays = {k: v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy() for k, v in tensors.items()}
+    shapes = {f"shape.{k}": f"{v.dtype}{list(v.shape)}" for k, v in tensors.items()}  # the bytes alone lose them
+    return contents_sha256(arrays, {**metadata, **shapes})
 
 
 def check_state(store: Store, key: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -87,11 +77,11 @@ def check_state(store: Store, key: str) -> tuple[dict[str, torch.Tensor], dict[s
 
     raw = store.get_bytes(key)
     try:
-        tensors, metadata = load(raw), _metadata(raw)
+        tensors, metadata = load(raw), header_metadata(raw)
         json.loads(metadata["guard"])
     except (SafetensorError, ValueError, KeyError) as exc:
         raise IntegrityError(f"{store.uri_for(key)}: not a training state ({exc})") from exc
-    if metadata.get("sha256") != _digest(tensors, metadata):
+    if metadata.get(DIGEST_FIELD) != _digest(tensors, metadata):
         raise IntegrityError(f"{store.uri_for(key)}: sha256 differs from its contents (altered or truncated)")
     return tensors, metadata
 

@@ -139,7 +139,7 @@ class StageContext:
         return open_store(store_or_full_uri(self.store, uri_or_key), self.settings.store)
 
     def read_plan(self, key: str) -> Plan:
-        return self._parse(Plan, self.store.get_bytes(key), key, "a valid plan")
+        return self.parse(Plan, self.store.get_bytes(key), key, "a valid plan")
 
     def read_verified(self, key: str, manifest_key: str) -> tuple[bytes, Manifest]:
         """An object's bytes checked against the sha256 its manifest records under the object's file name; a
@@ -166,20 +166,21 @@ class StageContext:
             plan = self.read_plan(plan_key)
             self._check_shard(plan_key, shard, len(plan.shards))
             return PlanShard.of(plan, shard)
-        index = self._parse(PlanIndex, self.store.get_bytes(index_key), index_key, "a plan index")
+        index = self.parse(PlanIndex, self.store.get_bytes(index_key), index_key, "a plan index")
         self._check_shard(plan_key, shard, len(index.shards))
         key = plan_part_key(plan_key, shard)
         raw = self.store.get_bytes(key)
         if hashlib.sha256(raw).hexdigest() != index.shards[shard]:
             where = self.store.uri_for(index_key)
             raise IntegrityError(f"{self.store.uri_for(key)}: sha256 differs from {where} (truncated or altered)")
-        return self._parse(PlanShard, raw, key, "a plan shard")
+        return self.parse(PlanShard, raw, key, "a plan shard")
 
     def _check_shard(self, plan_key: str, shard: int, shards: int) -> None:
         if not 0 <= shard < shards:
             raise ConfigError(f"shard {shard} is not in {self.store.uri_for(plan_key)} (shards 0..{shards - 1})")
 
-    def _parse(self, record: Any, raw: bytes, key: str, what: str) -> Any:
+    def parse(self, record: Any, raw: bytes, key: str, what: str) -> Any:
+        """A record parsed from an object's bytes; a DataError naming the object and the first bad field."""
         try:
             return record.model_validate_json(raw)
         except ValidationError as exc:

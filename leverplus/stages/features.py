@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leverplus.device import torch_device
+from leverplus.errors import IntegrityError
 from leverplus.features import compute_features, feature_key
 from leverplus.progress import progress
 from leverplus.stages.context import StageContext
@@ -39,7 +40,11 @@ def _covers(ctx: StageContext, encoder: str, split: str, data: object) -> bool:
     """The stored table has every question of the split: a grown world (`data synth --add`) is re-encoded."""
     from leverplus.features import FeatureTable
 
-    have = set(FeatureTable.load(ctx.store, encoder, split).question_ids.tolist())
+    try:
+        have = set(FeatureTable.load(ctx.store, encoder, split).question_ids.tolist())
+    except IntegrityError as exc:  # derived data: computing it again gives what it held
+        ctx.log.warning("the stored features are damaged: recomputing them", problem=str(exc))
+        return False
     missing = len({r.question_id for r in data} - have)  # type: ignore[attr-defined]
     if missing:
         ctx.log.info("the split has grown since its features were computed: re-encoding", split=split, new=missing)

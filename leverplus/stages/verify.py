@@ -183,7 +183,7 @@ def _round_stats(round_id: str, stats: RoundStats, scored: SetTally, accepted: S
 def _plan_parts(ctx: StageContext, index_key: str) -> None:
     """A plan and its parts agree with its index: a plan.json edited after its parts were written is reported (the
     fan-out pods read the parts, so such an edit would never reach them)."""
-    index = PlanIndex.model_validate_json(ctx.store.get_bytes(index_key))
+    index = ctx.parse(PlanIndex, ctx.store.get_bytes(index_key), index_key, "a plan index")
     plan_key = index_key.removesuffix("/plan/index.json") + "/plan.json"
     if ctx.store.sha256(plan_key) != index.plan_sha256:
         raise IntegrityError(f"{ctx.store.uri_for(plan_key)}: differs from the plan its parts were written from "
@@ -244,7 +244,7 @@ def run_verify(ctx: StageContext) -> tuple[int, list[str], list[str]]:
     _balanced(ctx, keys, check)
     _shards(ctx, keys, check)
     for key in (k for k in keys if k.endswith("/plan/index.json")):
-        check(key.removesuffix("/index.json"), lambda k=key: _plan_parts(ctx, k))
+        check(key, lambda k=key: _plan_parts(ctx, k))
     for key in (k for k in keys if k.endswith("/report/manifest.json")):
         check(key, lambda k=key: _report(ctx, k, check))
     for key in (k for k in keys if "/checkpoints/" in k and k.endswith("/config.json")):
