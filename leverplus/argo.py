@@ -54,6 +54,7 @@ def gpu_pod_patch(cpu: str = "8", memory: str = "48Gi", storage: str = "40Gi", g
 
 
 GPU_POD_PATCH = gpu_pod_patch()
+PUBLISH_MUTEX = "leverplus-store"  # plan and filter of every workflow in the namespace, one at a time
 # What a pipeline's {placeholders} become in Argo.
 PLACEHOLDERS = {
     "run_id": "{{workflow.name}}",
@@ -124,11 +125,13 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
         volume_mounts=[m.VolumeMount(name="model-cache", mount_path=opts.model_cache_path)] if models else None,
         # Retry the step, not the DAG (a DAG retry would re-run every item). No node anti-affinity: Argo turns it
         # into a *required* "not this node" rule, and on a one-node cluster the retry would never schedule.
+        # No backoff.maxDuration: the controller counts it from the first attempt's start and gives every retry
+        # that deadline, so a long step preempted late would be retried with minutes left and killed. Retries are
+        # bounded by the limit (30 s, 1 min, 2 min apart) and the workflow's deadline.
         retry_strategy=RetryStrategy(
-            limit=str(opts.retries),
-            retry_policy="Always",
-            backoff=m.Backoff(duration="30s", factor="2", max_duration="30m"),
+            limit=str(opts.retries), retry_policy="Always", backoff=m.Backoff(duration="30s", factor="2")
         ),
+        synchronization=m.Synchronization(mutexes=[m.Mutex(name=PUBLISH_MUTEX)]) if step.exclusive else None,
     )
 
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -43,7 +42,7 @@ from leverplus.run_record import (
 from leverplus.stages.growth import decision_key, growth_summary
 from leverplus.stages.layout import check_id
 from leverplus.store import Store, open_store, store_or_full_uri
-from leverplus.store.lease import holder_gone
+from leverplus.store.lease import holder_gone, this_host
 
 __all__ = ["RunRequest", "choose_run", "launch", "resolve_settings", "staging_dir"]
 
@@ -153,7 +152,7 @@ def _check_same(store: Store, record: RunRecord, req: RunRequest, settings: Sett
 
 def _check_not_running(store: Store, record: RunRecord) -> None:
     """The same command typed in a second terminal must not execute the run a live runner is executing."""
-    if record.status != "running" or record.host != socket.gethostname() or not record.pid:
+    if record.status != "running" or record.host != this_host() or not record.pid:
         return  # on another host a live runner cannot be told from a dead one; stages stay idempotent either way
     if not holder_gone({"host": record.host, "pid": record.pid}):
         raise ConflictError(
@@ -245,7 +244,7 @@ def launch(req: RunRequest) -> dict[str, str]:
         log.info("continuing an unfinished run (add --new for another)", run_id=run_id, round_id=record.round_id)
     else:
         store.put_bytes(settings_key(run_id), config_file.read_bytes())
-    record = record.model_copy(update={"host": socket.gethostname(), "pid": os.getpid(), "status": "running"})
+    record = record.model_copy(update={"host": this_host(), "pid": os.getpid(), "status": "running"})
     write_record(store, record)
     ensure_world(settings)
     params = {"run_id": run_id, "round_id": record.round_id, "sft_checkpoint": record.sft_checkpoint}

@@ -23,6 +23,9 @@ class Step:
     when: tuple[str, str] | None = None  # (step, printed value) that must hold for this step to run
     gpu: bool = False  # needs an accelerator on a cluster (the LVLM or a big encoder)
     policy_gpu: bool = False  # needs one when the policy holds CLIP towers (policy.encoder clip-lora): training
+    # Reads what other rounds planned or published and adds to it: on a cluster such steps of concurrent workflows
+    # run one at a time (an Argo mutex), so two rounds plan disjoint queries and publish in sequence.
+    exclusive: bool = False
 
     def needs(self) -> tuple[str, ...]:
         """Every step this one waits for: its dependencies, its fan-out source and its condition's step."""
@@ -86,14 +89,20 @@ def _data_round(policy: str) -> tuple[Step, ...]:
     """features -> plan -> score fan-out -> filter: one data-growth round."""
     return (
         Step("features", ("features",), gpu=True),
-        Step("plan", ("plan", "--kind", "rl", "--round", "{round_id}"), depends=("features",), emits_items=True),
+        Step(
+            "plan",
+            ("plan", "--kind", "rl", "--round", "{round_id}"),
+            depends=("features",),
+            emits_items=True,
+            exclusive=True,
+        ),
         Step(
             "score",
             ("score", "--round", "{round_id}", "--shard", "{item}", "--policy", policy),
             fan_out="plan",
             gpu=True,
         ),
-        Step("filter", ("filter", "--round", "{round_id}"), depends=("score",)),
+        Step("filter", ("filter", "--round", "{round_id}"), depends=("score",), exclusive=True),
     )
 
 

@@ -2,7 +2,8 @@
 the controller and the emissary executor would, on this machine.
 
 It resolves `workflowTemplateRef` (a CronWorkflow's workflowSpec included), workflow parameters and their defaults,
-`{{...}}` substitutions, `templateDefaults`, DAG `depends`, `when`, `withParam` over a step's stdout, retries, and
+`{{...}}` substitutions, `templateDefaults`, DAG `depends`, `when`, `withParam` over a step's stdout, retries (each
+attempt a new pod: a new HOSTNAME; a test may inject a fault into chosen attempts), `synchronization` mutexes, and
 builds each container's environment as Kubernetes does (envFrom ConfigMaps first, then `env`, which wins; Secret
 references; service-link variables unless the pod spec turns them off). Each container becomes a subprocess of its
 `command` + `args` — `leverplus` is the installed entry point, as in the image — with exactly that environment.
@@ -14,11 +15,14 @@ parallelism; a podSpecPatch is parsed and checked) are listed as accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +54,15 @@ KNOWN = {
         "failedJobsHistoryLimit",
         "workflowSpec",
     },
-    "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag"},
+    "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag", "synchronization"},
+    "synchronization": {"mutexes"},
+    "mutex": {"name"},
     "container": {"name", "image", "command", "args", "env", "envFrom", "resources", "securityContext", "volumeMounts"},
     "task": {"name", "template", "depends", "withParam", "arguments", "when"},
     "parameter": {"name", "value", "description"},
     "env": {"name", "value", "valueFrom"},
+    "retry": {"limit", "retryPolicy", "backoff"},
+    "backoff": {"duration", "factor"},
 }
 VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
@@ -81,6 +89,20 @@ class Cluster:
     entrypoint_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     base_env: dict[str, str] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)  # one entry per container run
+    # (template, attempt) -> variables added to that attempt's environment: how a test injects a fault (a
+    # sitecustomize on PYTHONPATH that kills the step at a chosen point)
+    faults: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    mutexes: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def holding(self, synchronization: dict, where: str) -> contextlib.AbstractContextManager:
+        """A template's mutexes, held across all its attempts: steps of concurrent workflows queue, as under the
+        controller's synchronization (namespace-wide names)."""
+        _check("synchronization", synchronization, f"{where} synchronization")
+        stack = contextlib.ExitStack()
+        for mutex in synchronization.get("mutexes", []):
+            _check("mutex", mutex, f"{where} mutex")
+            stack.enter_context(self.mutexes.setdefault(mutex["name"], threading.Lock()))
+        return stack
 
     def install(self, doc: dict) -> None:
         if doc["kind"] != "WorkflowTemplate":
@@ -210,12 +232,18 @@ class Run:
             raise ArgoError(f"{where}: {argv[0]} is not in the image")
         self.check_mounts(container, scope, where)
         env = self.environment(container, where)
-        attempts = int(template.get("retryStrategy", {}).get("limit", 0)) + 1
-        for _ in range(attempts):
-            proc = subprocess.run([str(executable), *argv[1:]], env=env, capture_output=True, text=True, timeout=600)
-            self.cluster.log.append(
-                {"node": where, "argv": argv, "env": env, "rc": proc.returncode, "pod_spec_patch": patch}
-            )
+        with self.cluster.holding(template.get("synchronization", {}), where):
+            return self.attempts(template, argv, executable, env, patch, where)
+
+    def attempts(self, template: dict, argv: list[str], executable: Path, env: dict, patch: dict, where: str) -> str:
+        attempts = _attempts(template.get("retryStrategy", {}), where)
+        for attempt in range(attempts):
+            pod = f"{self.name}-{template['name']}-{uuid.uuid4().hex[:8]}"  # every attempt: a new pod, a new host
+            pod_env = {**env, "HOSTNAME": pod, **self.cluster.faults.get((template["name"], attempt), {})}
+            proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
+                                  timeout=600)  # fmt: skip
+            entry = {"node": where, "pod": pod, "argv": argv, "env": env, "rc": proc.returncode}
+            self.cluster.log.append(entry | {"pod_spec_patch": patch, "stderr": proc.stderr})
             if proc.returncode == 0:
                 return proc.stdout.strip()
         raise ArgoError(f"{where} failed after {attempts} attempt(s): {proc.stderr.strip()[-800:]}")
@@ -259,6 +287,15 @@ class Run:
             outputs = list(pool.map(run_item, items))
         self.results[task["name"]] = outputs[0] if "withParam" not in task else json.dumps(outputs)
         return "Succeeded"
+
+
+def _attempts(strategy: dict, where: str) -> int:
+    """1 + retryStrategy.limit. Backoff waits are not modelled (a test does not wait them out); `maxDuration` is
+    refused: the controller counts it from the *first* attempt's start and gives every retry that same deadline
+    (operator.go), so a long step preempted late is retried with too little time and killed."""
+    _check("retry", strategy, f"{where} retryStrategy")
+    _check("backoff", strategy.get("backoff", {}), f"{where} retryStrategy.backoff")
+    return int(strategy.get("limit", 0)) + 1
 
 
 def _deps(task: dict) -> list[str]:

@@ -199,3 +199,63 @@ def test_env_wins_over_envfrom_as_in_kubernetes(tmp_path: Path) -> None:
         "env": [{"name": "LEVERPLUS_DATA__NAME", "value": "{{workflow.parameters.d}}"}],
     }
     assert run.environment(container, "x")["LEVERPLUS_DATA__NAME"] == "vqav2"  # why settings never ride as env
+
+
+KILL_AT_THE_POINTER = """\
+import os, signal
+import leverplus.stages.balanced as balanced
+def _killed(ctx, version):  # the manifest is published, the lease is held, the pointer is next
+    os.kill(os.getpid(), signal.{signal})
+    raise AssertionError("still alive")
+balanced.move_pointer = _killed
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_filter_killed_mid_publish_is_retried_on_a_new_host_and_the_round_publishes(
+    world, tmp_path: Path, signal_name: str
+) -> None:
+    """Issue 21 item 6: Argo's SIGTERM, or a kill that cannot be caught, while the filter holds the publishing lease.
+    The committed filter template's retry runs as a new pod (a new hostname) and publishes with no operator step."""
+    from tests.conftest import WORLD_SETTINGS
+    from tests.test_reliability import _scored_round
+
+    _scored_round(world, "r-kill")
+    fault = tmp_path / "fault"
+    fault.mkdir()
+    (fault / "sitecustomize.py").write_text(KILL_AT_THE_POINTER.format(signal=signal_name))
+    settings = {f"LEVERPLUS_{k.upper().replace('.', '__')}": str(v) for k, v in WORLD_SETTINGS.items()}
+    cluster = Cluster(
+        config_maps={"leverplus-settings": {**settings, "LEVERPLUS_STORE__URI": str(world.root)}},
+        secrets={"leverplus-s3": {"access-key-id": "a", "secret-access-key": "b"}},
+        base_env=base_env(tmp_path),
+        faults={("filter", 0): {"PYTHONPATH": str(fault)}},
+    )
+    doc = _doc("templates/balanced-v3.yaml")
+    doc["spec"]["entrypoint"] = "filter"  # the committed filter template alone, on a round scored above
+    submit(doc, cluster, "r-kill", {**NO_GPU, "sft-checkpoint": "ck"})
+
+    first, retry = cluster.log
+    assert first["rc"] == (143 if signal_name == "SIGTERM" else -9) and retry["rc"] == 0
+    assert first["pod"] != retry["pod"]
+    if signal_name == "SIGTERM":  # the handler released the lease on the way out
+        assert "terminated (SIGTERM)" in first["stderr"] and "taking over a lease" not in retry["stderr"]
+    else:  # left behind by a pod on another host: taken over by the same work
+        assert "taking over a lease left behind" in retry["stderr"]
+    balanced = world.root / "rl-data/balanced"
+    assert (balanced / "latest").read_text() == "v1\n" and not (balanced / ".lease").exists()
+    assert json.loads((world.root / "rounds/r-kill/manifest.json").read_text())["stats"]["version"] == "v1"
+
+
+def test_a_retry_strategy_with_max_duration_is_refused(tmp_path: Path) -> None:
+    """Issue 21 item 5: `backoff.maxDuration` counts from the first attempt and becomes every retry's deadline, so
+    a long step preempted late could never finish. The committed YAML has none; the interpreter refuses it."""
+    for path in [*(WORKFLOWS / "templates").glob("*.yaml"), *WORKFLOWS.glob("*.yaml")]:
+        assert "maxDuration" not in path.read_text(), path
+    doc = _doc("templates/sft.yaml")
+    features = next(t for t in doc["spec"]["templates"] if t["name"] == "features")
+    features["retryStrategy"]["backoff"]["maxDuration"] = "30m"
+    cluster = Cluster(config_maps={"leverplus-settings": {}}, claims={"leverplus-models"}, base_env=base_env(tmp_path))
+    cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    with pytest.raises(ArgoError, match=r"retryStrategy.backoff: field\(s\) \['maxDuration'\] not understood"):
+        submit(doc, cluster, "x", NO_GPU)

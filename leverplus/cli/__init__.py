@@ -1,14 +1,18 @@
 """`leverplus <command>`: parse settings and arguments, then call a pure function. Heavy libraries are imported
 inside the handlers so that `--help` is instant.
 
-Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 unexpected failure.
+Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 unexpected failure, 130 interrupted,
+143 terminated (SIGTERM: cleaned up on the way out).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -107,8 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (exit 2) and --help (exit 0), as a return code for callers
         return int(exc.code or 0) if isinstance(exc.code, int | None) else EXIT_BAD_INPUT
     try:
-        result = args.handler(args)
+        with _terminate_as_exception():
+            result = args.handler(args)
         return EXIT_OK if result is None else int(result)
+    except Terminated:
+        print("leverplus: terminated (SIGTERM): what it held is released, what it wrote stays", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except LeverPlusError as exc:
         print(f"leverplus: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -122,6 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: keep the traceback for the report
         get_logger().exception("unexpected failure", command=args.command, error=type(exc).__name__)
         return EXIT_FAILURE
+
+
+class Terminated(BaseException):
+    """SIGTERM (Argo stopping a pod, a deadline, `kill`), raised where the process is, so that `finally` and
+    `with` blocks run: the publishing lease is released and temp files are removed. SIGKILL cannot be caught."""
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may take signals
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(message: str) -> str:
