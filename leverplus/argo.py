@@ -75,6 +75,7 @@ class ArgoOptions:
     retries: int = 3  # every step: each one is idempotent against its own outputs
     deadline_hours: int = 48
     ttl_days: int = 7
+    keep_logs_hours: int = 24  # a succeeded pod (and its log) is collected this long after it ends
     cpu_request: str = "1"  # CPU steps (plan, filter, rce, grpo, report): the selector is small
     memory: str = "4Gi"  # request = limit
     ephemeral_storage: str = "2Gi"  # request = limit
@@ -204,10 +205,18 @@ def _spec_options(opts: ArgoOptions) -> dict[str, Any]:
             )
         ],
         "parallelism": opts.parallelism,
-        "pod_gc": m.PodGC(strategy="OnPodSuccess"),
+        # A succeeded pod stays a day, so `argo logs` of last night's steps works before it is collected.
+        "pod_gc": m.PodGC(strategy="OnPodSuccess", delete_delay_duration=f"{opts.keep_logs_hours}h"),
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=opts.ttl_days * 86400),
         "active_deadline_seconds": opts.deadline_hours * 3600,
         "labels": opts.labels,
+        # Labels of a template or a cron are not copied to the runs they create; workflowMetadata's are, so
+        # `argo list -l app.kubernetes.io/part-of=leverplus` finds every run.
+        "workflow_metadata": m.WorkflowMetadata(labels=opts.labels),
+        # The model code runs without a Kubernetes token (it needs none: data goes through the store); Argo's own
+        # init and wait containers get the service account's token to report results.
+        "automount_service_account_token": False,
+        "executor": m.ExecutorConfig(service_account_name=opts.service_account),
     }
 
 

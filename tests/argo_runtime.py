@@ -10,7 +10,7 @@ references; service-link variables unless the pod spec turns them off). Each con
 
 It understands only the fields we use and refuses any other, so a new field in the generated YAML forces a
 deliberate decision here. Fields with no effect on one machine (resources, security contexts, GC, TTL, deadline,
-parallelism; a podSpecPatch is parsed and checked) are listed as accepted.
+parallelism, labels, the executor's service account; a podSpecPatch is parsed and checked) are listed as accepted.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ KNOWN = {
         "activeDeadlineSeconds",
         "workflowTemplateRef",
         "volumes",
+        "workflowMetadata",
+        "automountServiceAccountToken",
+        "executor",
     },
     "cron": {
         "schedules",

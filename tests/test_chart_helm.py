@@ -135,3 +135,27 @@ def test_k8s_is_the_kustomize_equivalent_of_the_chart() -> None:
     chart = {(o["kind"], o["metadata"]["name"]) for o in _render() if o["kind"] != "WorkflowTemplate"}
     minio_claims = {k for k in k8s if k[0] == "PersistentVolumeClaim" and "minio" in k[1]}
     assert k8s - infrastructure - minio_claims == chart
+
+
+def test_defaults_bind_on_any_class_and_hand_submissions_get_the_charts_image() -> None:
+    """Issue 21 items 2 and 4. A ReadWriteMany claim on a class without it (kind, k3s, EBS, PD) stays Pending and
+    Argo never fails a Pending pod; ReadWriteOncePod would run the fan-out one pod at a time. `--set image` and the
+    claim name must reach the WorkflowTemplates too, or `argo submit --from workflowtemplate/...` pulls the default."""
+    pvc = next(o for o in _render() if o["kind"] == "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    proc = _helm("template", "leverplus", str(CHART), "--set", "modelCache.accessMode=ReadWriteOncePod")
+    assert proc.returncode != 0 and "accessMode" in proc.stderr
+    shared = next(
+        o for o in _render("--set", "modelCache.accessMode=ReadWriteMany") if o["kind"] == "PersistentVolumeClaim"
+    )
+    assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
+    objects = _render("--set", "image=registry.example/leverplus:1.2", "--set", "modelCache.claimName=gpu-cache",
+                      "--set", "nightly.enabled=true")  # fmt: skip
+    _validate(objects)
+    runs = [o for o in objects if o["kind"] in ("WorkflowTemplate", "CronWorkflow")]
+    assert len(runs) == 4
+    for obj in runs:
+        spec = obj["spec"].get("workflowSpec", obj["spec"])
+        values = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
+        assert values["image"] == "registry.example/leverplus:1.2", obj["metadata"]["name"]
+        assert values["model-cache-claim"] == "gpu-cache", obj["metadata"]["name"]

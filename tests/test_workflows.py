@@ -333,3 +333,26 @@ def test_gpu_steps_mount_the_model_cache_named_by_a_parameter() -> None:
             mounts = template["container"].get("volumeMounts", [])
             gpu = "podSpecPatch" in template
             assert (mounts == [{"name": "model-cache", "mountPath": opts.model_cache_path}]) == gpu, rel
+
+
+def test_runs_carry_the_labels_keep_their_logs_and_the_model_code_holds_no_token() -> None:
+    """Issue 21 items 11-13: labels of a template or cron are not copied to its runs (workflowMetadata's are); a
+    succeeded pod collected at once takes its log with it; the container running model code has no Kubernetes
+    token (one could rewrite other steps' results); Argo's executor gets the service account's."""
+    for rel, doc in _workflow_docs().items():
+        spec = doc["spec"]
+        assert spec["workflowMetadata"]["labels"]["app.kubernetes.io/part-of"] == "leverplus", rel
+        assert spec["podGC"]["deleteDelayDuration"] == "24h", rel
+        assert spec["automountServiceAccountToken"] is False, rel
+        assert spec["executor"]["serviceAccountName"] == spec["serviceAccountName"] == "leverplus-workflow", rel
+
+
+def test_plan_and_filter_of_concurrent_runs_take_turns() -> None:
+    """Issue 21 item 7: a nightly round and a hand-submitted one on one store: each reads what the other planned or
+    published, so both steps hold one namespace-wide mutex (the plural field: v4 removed the singular one)."""
+    for rel, doc in _workflow_docs().items():
+        for template in _step_templates(doc):
+            held = template.get("synchronization", {})
+            assert "mutex" not in held and "semaphore" not in held, rel
+            names = [m["name"] for m in held.get("mutexes", [])]
+            assert names == (["leverplus-store"] if template["name"] in ("plan", "filter") else []), rel
