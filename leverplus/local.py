@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leverplus.cpus import THREAD_VARIABLES, available_cpus
 from leverplus.errors import LeverPlusError
 from leverplus.live import StepMonitor
 from leverplus.pipeline import Pipeline, Step
@@ -40,8 +41,10 @@ class LocalRunner:
         env.update(self.env)
         env.setdefault("LEVERPLUS_LOG_FORMAT", "json")
         env.setdefault("LEVERPLUS_PROGRESS_SECONDS", "1")  # the live view reads progress back from the logs
-        # Parallel processes share the cores: without a cap each torch process starts one thread per core.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
+        # Parallel processes share the CPUs this runner may use (or the threads the user gave it): without a cap
+        # each torch process starts one thread per core.
+        share = max(1, int(os.environ.get("OMP_NUM_THREADS") or available_cpus()) // max(1, parallel))
+        env |= {name: str(share) for name in THREAD_VARIABLES}
         return env
 
     def _invoke(self, args: list[str], step: str, label: str, parallel: int = 1) -> str:

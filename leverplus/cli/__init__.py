@@ -102,8 +102,10 @@ def load_cli_settings(args: argparse.Namespace, extra: dict[str, Any] | None = N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from leverplus.cpus import limit_threads
     from leverplus.log import configure_logging, get_logger
 
+    limit_threads()  # before any handler imports torch
     configure_logging()
     parser = build_parser()
     try:

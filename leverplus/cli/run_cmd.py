@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+from leverplus.cpus import available_cpus
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "(killed, failed) where it stopped; --new starts another.",
     )
     run.add_argument("pipeline", choices=sorted(PIPELINES), help="which DAG")
-    run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel fan-out processes")
+    run.add_argument("--workers", type=int, default=min(4, available_cpus()), help="parallel fan-out processes")
     run.add_argument(
         "--profile",
         choices=("auto", "embedded", "embedded-lab", "none"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+from leverplus.cpus import available_cpus
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     scaling.add_argument("--rounds", type=int, default=5, help="runs in the study, the first included (default 5)")
     scaling.add_argument("--store", default="leverplus-study", help="the study's store (default leverplus-study)")
-    scaling.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel fan-out processes")
+    scaling.add_argument("--workers", type=int, default=min(4, available_cpus()), help="parallel fan-out processes")
     scaling.add_argument("--log-dir", default="leverplus-logs", help="where each step's log goes")
     scaling.set_defaults(handler=_scaling)
 

@@ -11,7 +11,6 @@ path, so a batch never depends on what the cache held.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +18,13 @@ from typing import Any
 
 import torch
 
+from leverplus.cpus import available_cpus
 from leverplus.data import VQARecord, VQASplit
 from leverplus.policy.towers import TowerInputs
 
 __all__ = ["InputBank"]
 
-READERS = min(16, 2 * (os.cpu_count() or 1))  # threads fetching and decoding uncached images
+READERS = min(16, 2 * available_cpus())  # threads fetching and decoding uncached images
 
 
 class InputBank:
