@@ -37,13 +37,14 @@ __all__ = [
 ]
 
 
-def gpu_pod_patch(cpu: str = "8", memory: str = "48Gi", storage: str = "40Gi", gpus: int = 1) -> str:
+def gpu_pod_patch(cpu: str = "8", memory: str = "48Gi", storage: str = "10Gi", gpus: int = 1) -> str:
     """The default podSpecPatch of GPU steps: one GPU, a toleration for GPU taints, realistic CPU, and memory and
-    ephemeral storage with request = limit (a pod over its request is the first one the kubelet evicts, and a 3B
-    model's sync needs real disk). Resources are set here, not in the container, because Argo parses a container's
-    resources as Kubernetes quantities and a `{{parameter}}` is none; a podSpecPatch is substituted first. No
-    nodeSelector: `nvidia.com/gpu.present` exists only with GPU Feature Discovery; the GPU request alone places the
-    pod. Pass '{}' on a CPU-only cluster (kind): GPU steps then get the CPU steps' resources."""
+    ephemeral storage with request = limit (a pod over its request is the first one the kubelet evicts). The model
+    lives on the model cache PVC, not on the node's disk: 10 Gi holds logs, spools and temp files (a pod asking 40 Gi
+    would not schedule on many GPU nodes). Resources are set here, not in the container, because Argo parses a
+    container's resources as Kubernetes quantities and a `{{parameter}}` is none; a podSpecPatch is substituted
+    first. No nodeSelector: `nvidia.com/gpu.present` exists only with GPU Feature Discovery; the GPU request alone
+    places the pod. Pass '{}' on a CPU-only cluster (kind): GPU steps then get the CPU steps' resources."""
     sized = {"memory": memory, "ephemeral-storage": storage, "nvidia.com/gpu": str(gpus)}
     resources = {"requests": {"cpu": cpu, **sized}, "limits": sized}
     patch = {
@@ -71,7 +72,12 @@ class ArgoOptions:
     service_account: str = "leverplus-workflow"
     s3_secret: str = "leverplus-s3"  # keys: access-key-id, secret-access-key
     settings_config_map: str = "leverplus-settings"  # LEVERPLUS_* keys for every step: the one place for settings
-    parallelism: int = 8  # pods at once per workflow
+    # Pods at once: a runaway guard per workflow (an int: not templatable, so not the operator's knob) ...
+    parallelism: int = 64
+    # ... and the fan-out width across every workflow of the namespace: an Argo semaphore whose limit is a key of
+    # this ConfigMap, so `kubectl edit configmap leverplus-limits` changes it without re-rendering anything.
+    limits_config_map: str = "leverplus-limits"
+    fan_out_key: str = "fan-out"
     retries: int = 3  # every step: each one is idempotent against its own outputs
     deadline_hours: int = 48
     ttl_days: int = 7
@@ -79,6 +85,17 @@ class ArgoOptions:
     cpu_request: str = "1"  # CPU steps (plan, filter, rce, grpo, report): the selector is small
     memory: str = "4Gi"  # request = limit
     ephemeral_storage: str = "2Gi"  # request = limit
+    # (cpu, memory, ephemeral storage) of steps that differ from the CPU steps: plan holds the train split's features
+    # and the pools of every planned query (writing a 443k-query plan peaks at ~2.3 GiB before any feature matrix);
+    # placement only reads one setting.
+    step_resources: dict[str, tuple[str, str, str]] = field(
+        default_factory=lambda: {"plan": ("2", "16Gi", "4Gi"), "placement": ("100m", "512Mi", "1Gi")}
+    )
+    # Every pod's `timeout` (it counts Pending time too: a pod waiting on a missing Secret, an unbound claim or an
+    # unschedulable request fails and is retried instead of holding a slot for the 48-hour deadline). Workflow
+    # parameters, so a submission can change them (-p shard-timeout=4h); the chart sets them from its values.
+    shard_timeout: str = "2h"  # one fan-out shard: sized to minutes (rl.shard_size, or rl.shard_minutes)
+    step_timeout: str = "12h"  # any other step: features of a whole split, a training stage
     run_as_user: int = 10001  # the Dockerfile's non-root user
     # GPU steps mount the model cache (a PVC named by the model-cache-claim parameter) here; the settings ConfigMap
     # points lvlm.cache_dir (and HF_HOME) into it, so each node syncs the LVLM once instead of once per pod.
@@ -116,8 +133,12 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
     patch = "{{workflow.parameters.gpu-pod-patch}}" if step.gpu else None
     patch = "{{inputs.parameters.pod-patch}}" if step.policy_gpu else patch
     models = step.gpu or step.policy_gpu  # a clip-lora policy loads CLIP (features.model) from the model cache
+    sized = opts.step_resources.get(step.name)
+    timeout = "{{workflow.parameters.shard-timeout}}" if step.fan_out else "{{workflow.parameters.step-timeout}}"
     return Container(
         name=step.name,
+        resources=_resources(*sized) if sized else None,
+        timeout=timeout,
         image="{{workflow.parameters.image}}",
         command=["leverplus"],
         args=step.render(PLACEHOLDERS, item=PLACEHOLDERS["item"]),
@@ -132,8 +153,19 @@ def _container(step: Step, opts: ArgoOptions) -> Any:
         retry_strategy=RetryStrategy(
             limit=str(opts.retries), retry_policy="Always", backoff=m.Backoff(duration="30s", factor="2")
         ),
-        synchronization=m.Synchronization(mutexes=[m.Mutex(name=PUBLISH_MUTEX)]) if step.exclusive else None,
+        synchronization=_synchronization(step, opts),
     )
+
+
+def _synchronization(step: Step, opts: ArgoOptions) -> Any:
+    from hera.workflows import models as m
+
+    if step.exclusive:
+        return m.Synchronization(mutexes=[m.Mutex(name=PUBLISH_MUTEX)])
+    if step.fan_out:
+        limit = m.ConfigMapKeySelector(name=opts.limits_config_map, key=opts.fan_out_key)
+        return m.Synchronization(semaphores=[m.SemaphoreRef(config_map_key_ref=limit)])
+    return None
 
 
 def _arguments(pipeline: Pipeline, opts: ArgoOptions) -> list[Any]:
@@ -155,7 +187,12 @@ def _arguments(pipeline: Pipeline, opts: ArgoOptions) -> list[Any]:
             description="podSpecPatch for GPU steps; '{}' runs them on CPU (e.g. kind)",
         )
     )
+    params.append(Parameter(name="shard-timeout", value=opts.shard_timeout, description=TIMEOUT_HELP % "shard"))
+    params.append(Parameter(name="step-timeout", value=opts.step_timeout, description=TIMEOUT_HELP % "other step"))
     return params
+
+
+TIMEOUT_HELP = "longest a %s's pod may take, Pending time included; then it fails and is retried"
 
 
 def _security(opts: ArgoOptions) -> tuple[Any, Any]:

@@ -3,7 +3,8 @@ the controller and the emissary executor would, on this machine.
 
 It resolves `workflowTemplateRef` (a CronWorkflow's workflowSpec included), workflow parameters and their defaults,
 `{{...}}` substitutions, `templateDefaults`, DAG `depends`, `when`, `withParam` over a step's stdout, retries (each
-attempt a new pod: a new HOSTNAME; a test may inject a fault into chosen attempts), `synchronization` mutexes, and
+attempt a new pod: a new HOSTNAME; a test may inject a fault into chosen attempts), templates' `timeout`,
+`synchronization` mutexes and ConfigMap-backed semaphores, and
 builds each container's environment as Kubernetes does (envFrom ConfigMaps first, then `env`, which wins; Secret
 references; service-link variables unless the pod spec turns them off). Each container becomes a subprocess of its
 `command` + `args` — `leverplus` is the installed entry point, as in the image — with exactly that environment.
@@ -57,9 +58,10 @@ KNOWN = {
         "failedJobsHistoryLimit",
         "workflowSpec",
     },
-    "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag", "synchronization"},
-    "synchronization": {"mutexes"},
+    "template": {"name", "container", "inputs", "retryStrategy", "podSpecPatch", "dag", "synchronization", "timeout"},
+    "synchronization": {"mutexes", "semaphores"},
     "mutex": {"name"},
+    "semaphore": {"configMapKeyRef"},
     "container": {"name", "image", "command", "args", "env", "envFrom", "resources", "securityContext", "volumeMounts"},
     "task": {"name", "template", "depends", "withParam", "arguments", "when"},
     "parameter": {"name", "value", "description"},
@@ -96,6 +98,8 @@ class Cluster:
     # sitecustomize on PYTHONPATH that kills the step at a chosen point)
     faults: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
     mutexes: dict[str, threading.Lock] = field(default_factory=dict)
+    semaphores: dict[str, tuple[threading.BoundedSemaphore, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def holding(self, synchronization: dict, where: str) -> contextlib.AbstractContextManager:
         """A template's mutexes, held across all its attempts: steps of concurrent workflows queue, as under the
@@ -105,6 +109,16 @@ class Cluster:
         for mutex in synchronization.get("mutexes", []):
             _check("mutex", mutex, f"{where} mutex")
             stack.enter_context(self.mutexes.setdefault(mutex["name"], threading.Lock()))
+        for semaphore in synchronization.get("semaphores", []):  # its limit: a key of a ConfigMap, read when taken
+            _check("semaphore", semaphore, f"{where} semaphore")
+            ref = semaphore["configMapKeyRef"]
+            limit = self.config_maps.get(ref["name"], {}).get(ref["key"])
+            if limit is None or not limit.isdigit():
+                raise ArgoError(f"{where}: semaphore limit {ref['name']}/{ref['key']} not found (or not a number)")
+            key = f"{ref['name']}/{ref['key']}"
+            with self.lock:
+                taken = self.semaphores.setdefault(key, (threading.BoundedSemaphore(int(limit)), int(limit)))
+            stack.enter_context(taken[0])
         return stack
 
     def install(self, doc: dict) -> None:
@@ -240,11 +254,12 @@ class Run:
 
     def attempts(self, template: dict, argv: list[str], executable: Path, env: dict, patch: dict, where: str) -> str:
         attempts = _attempts(template.get("retryStrategy", {}), where)
+        limit = min(600, _duration(template.get("timeout", "10m"), self.scope, where))  # this machine's cap: 10 min
         for attempt in range(attempts):
             pod = f"{self.name}-{template['name']}-{uuid.uuid4().hex[:8]}"  # every attempt: a new pod, a new host
             pod_env = {**env, "HOSTNAME": pod, **self.cluster.faults.get((template["name"], attempt), {})}
             proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
-                                  timeout=600)  # fmt: skip
+                                  timeout=limit)  # fmt: skip
             entry = {"node": where, "pod": pod, "argv": argv, "env": env, "rc": proc.returncode}
             self.cluster.log.append(entry | {"pod_spec_patch": patch, "stderr": proc.stderr})
             if proc.returncode == 0:
@@ -290,6 +305,17 @@ class Run:
             outputs = list(pool.map(run_item, items))
         self.results[task["name"]] = outputs[0] if "withParam" not in task else json.dumps(outputs)
         return "Succeeded"
+
+
+def _duration(text: str, scope: dict[str, str], where: str) -> float:
+    """A template's `timeout` after substitution, in seconds: a Go duration ("2h", "1h30m", "45s"); a bare number is
+    refused, as the controller refuses it."""
+    value = _substitute(text, scope, where)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value)
+    if not value or parts is None:
+        raise ArgoError(f"{where}: timeout {value!r} is not a duration such as 2h or 30m")
+    hours, minutes, seconds = (int(g or 0) for g in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _attempts(strategy: dict, where: str) -> int:

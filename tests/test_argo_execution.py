@@ -72,7 +72,10 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
     bucket, data_root = world_bucket
     common = {**SETTINGS, "LEVERPLUS_DATA__ROOT": data_root, "LEVERPLUS_STORE__ENDPOINT_URL": s3_env.endpoint}
     cluster = Cluster(
-        config_maps={"leverplus-settings": {**common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/argo"}},
+        config_maps={
+            "leverplus-settings": {**common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/argo"},
+            "leverplus-limits": {"fan-out": "2"},
+        },
         secrets={"leverplus-s3": {"access-key-id": S3_ACCESS_KEY, "secret-access-key": S3_SECRET_KEY}},
         services={"leverplus-minio": 9000, "minio": 9000},
         claims={"leverplus-models"},
@@ -259,3 +262,36 @@ def test_a_retry_strategy_with_max_duration_is_refused(tmp_path: Path) -> None:
     cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
     with pytest.raises(ArgoError, match=r"retryStrategy.backoff: field\(s\) \['maxDuration'\] not understood"):
         submit(doc, cluster, "x", NO_GPU)
+
+
+def test_fan_out_width_comes_from_a_configmap_and_timeouts_are_durations(tmp_path: Path) -> None:
+    """Issue 21 items 8 and 9: the fan-out semaphore's limit is read from the leverplus-limits ConfigMap (missing:
+    the pod does not start), and holds that many pods at once across workflows; a `timeout` must be a duration."""
+    import threading
+    import time
+
+    from tests.argo_runtime import _duration
+
+    cluster = Cluster(base_env=base_env(tmp_path))
+    held = {"semaphores": [{"configMapKeyRef": {"name": "leverplus-limits", "key": "fan-out"}}]}
+    with pytest.raises(ArgoError, match="semaphore limit leverplus-limits/fan-out not found"):
+        cluster.holding(held, "wf/score")
+    cluster.config_maps["leverplus-limits"] = {"fan-out": "2"}
+    running, most = [], [0]
+
+    def pod() -> None:
+        with cluster.holding(held, "wf/score"):
+            running.append(1)
+            most[0] = max(most[0], len(running))
+            time.sleep(0.05)
+            running.pop()
+
+    pods = [threading.Thread(target=pod) for _ in range(6)]
+    for t in pods:
+        t.start()
+    for t in pods:
+        t.join()
+    assert most[0] == 2
+    assert _duration("{{workflow.parameters.t}}", {"workflow.parameters.t": "1h30m"}, "x") == 5400
+    with pytest.raises(ArgoError, match="not a duration"):
+        _duration("3600", {}, "x")  # the controller refuses a bare number too

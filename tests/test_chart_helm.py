@@ -69,6 +69,7 @@ def test_the_chart_renders_valid_objects_with_defaults_and_on_a_cpu_cluster() ->
     default = _render()
     assert sorted(o["kind"] for o in default) == [
         "ConfigMap",
+        "ConfigMap",
         "PersistentVolumeClaim",
         "Role",
         "RoleBinding",
@@ -106,7 +107,7 @@ def test_the_old_readme_command_fails_and_settings_reach_the_configmap() -> None
     assert "nvidia.com/gpu" in json.dumps(cron["spec"]["workflowSpec"]["arguments"])
     settings = ("--set-string", "settings.LEVERPLUS_DATA__NAME=synthetic")
     objects = _render(*settings, "--set", "s3.storeUri=s3://b/p", "--set", "s3.endpoint=")
-    data = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
+    data = next(o for o in objects if o["metadata"]["name"] == "leverplus-settings")["data"]
     assert data["LEVERPLUS_DATA__NAME"] == "synthetic" and data["LEVERPLUS_STORE__URI"] == "s3://b/p"
     assert data["LEVERPLUS_RL__SHARD_MINUTES"] == "20"  # scoring pods sized by time unless the user says otherwise
     assert "LEVERPLUS_STORE__ENDPOINT_URL" not in data  # empty endpoint: AWS

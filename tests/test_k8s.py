@@ -32,6 +32,7 @@ def test_kustomization_renders_valid_objects(k8s_objects: list[dict]) -> None:
     kinds = sorted(o["kind"] for o in k8s_objects)
     assert kinds == [
         "ConfigMap",
+        "ConfigMap",
         "Deployment",
         "Job",
         "Namespace",
@@ -69,7 +70,7 @@ def test_no_credentials_and_least_privilege(k8s_objects: list[dict]) -> None:
     assert role["rules"] == [
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
     ]
-    settings = next(o for o in k8s_objects if o["kind"] == "ConfigMap")
+    settings = next(o for o in k8s_objects if o["metadata"]["name"] == "leverplus-settings")
     assert settings["metadata"]["name"] == "leverplus-settings"  # the workflows' envFrom
     assert not [k for k in settings["data"] if "SECRET" in k or "ACCESS_KEY" in k]
 
@@ -78,7 +79,7 @@ def test_kind_settings_are_valid_settings(k8s_objects: list[dict], monkeypatch: 
     """The ConfigMap every pod on kind reads: the settings model accepts it, as the pods' environment."""
     from leverplus.config import load_settings
 
-    data = next(o for o in k8s_objects if o["kind"] == "ConfigMap")["data"]
+    data = next(o for o in k8s_objects if o["metadata"]["name"] == "leverplus-settings")["data"]
     for key, value in data.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
@@ -195,7 +196,7 @@ def test_the_model_cache_is_mounted_where_the_settings_point(k8s_objects: list[d
     from leverplus.argo import ArgoOptions
 
     path = ArgoOptions().model_cache_path
-    settings = next(o for o in k8s_objects if o["kind"] == "ConfigMap")["data"]
+    settings = next(o for o in k8s_objects if o["metadata"]["name"] == "leverplus-settings")["data"]
     assert settings["LEVERPLUS_LVLM__CACHE_DIR"] == path and settings["HF_HOME"].startswith(path + "/")
     claims = {o["metadata"]["name"] for o in k8s_objects if o["kind"] == "PersistentVolumeClaim"}
     assert ArgoOptions().model_cache_claim in claims

@@ -356,3 +356,31 @@ def test_plan_and_filter_of_concurrent_runs_take_turns() -> None:
             assert "mutex" not in held and "semaphore" not in held, rel
             names = [m["name"] for m in held.get("mutexes", [])]
             assert names == (["leverplus-store"] if template["name"] in ("plan", "filter") else []), rel
+
+
+def test_every_pod_times_out_and_fan_outs_take_their_width_from_a_configmap() -> None:
+    """Issue 21 items 8-10. A Pending or hung pod fails at its template's timeout (Pending counts) and is retried,
+    instead of holding a GPU for the 48-hour deadline; the fan-out width is a ConfigMap key (an Argo semaphore, so
+    operators change it without re-rendering; spec.parallelism is an int and only guards against a runaway); GPU
+    pods do not ask for disk the model never uses; plan gets the memory a full-size plan needs."""
+    for rel, doc in _workflow_docs().items():
+        spec = doc["spec"]
+        defaults = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
+        assert defaults["shard-timeout"] == "2h" and defaults["step-timeout"] == "12h", rel
+        assert spec["parallelism"] >= 32, rel
+        for template in _step_templates(doc):
+            fan_out = template["name"] in ("score", "sft-data", "eval")
+            wanted = "shard-timeout" if fan_out else "step-timeout"
+            assert template["timeout"] == f"{{{{workflow.parameters.{wanted}}}}}", (rel, template["name"])
+            semaphores = template.get("synchronization", {}).get("semaphores", [])
+            limit = [{"configMapKeyRef": {"name": "leverplus-limits", "key": "fan-out"}}]
+            assert semaphores == (limit if fan_out else []), (rel, template["name"])
+            memory = template["container"].get("resources", {}).get("limits", {}).get("memory")
+            if template["name"] == "plan":
+                assert memory == "16Gi", rel
+            if template["name"] == "placement":
+                assert template["container"]["resources"]["requests"]["cpu"] == "100m", rel
+    gpu = json.loads(GPU_POD_PATCH)["containers"][0]["resources"]
+    assert gpu["requests"]["ephemeral-storage"] == gpu["limits"]["ephemeral-storage"] == "10Gi"
+    k8s = yaml.safe_load((WORKFLOWS.parent / "k8s" / "limits.yaml").read_text())
+    assert k8s["metadata"]["name"] == "leverplus-limits" and k8s["data"]["fan-out"].isdigit()
