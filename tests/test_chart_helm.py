@@ -70,6 +70,7 @@ def test_the_chart_renders_valid_objects_with_defaults_and_on_a_cpu_cluster() ->
     assert sorted(o["kind"] for o in default) == [
         "ConfigMap",
         "ConfigMap",
+        "ConfigMap",
         "PersistentVolumeClaim",
         "Role",
         "RoleBinding",
@@ -160,3 +161,26 @@ def test_defaults_bind_on_any_class_and_hand_submissions_get_the_charts_image() 
         values = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
         assert values["image"] == "registry.example/leverplus:1.2", obj["metadata"]["name"]
         assert values["model-cache-claim"] == "gpu-cache", obj["metadata"]["name"]
+
+
+def test_the_artifact_repository_follows_the_store() -> None:
+    """Step logs go beside the store: its bucket, under its prefix; the endpoint without a scheme, insecure only
+    over http. create: false leaves a namespace's own repository alone."""
+    from hera.workflows import models as m
+
+    objects = _render("--set", "s3.storeUri=s3://my-bucket/team/store", "--set", "s3.endpoint=https://s3.example:443")
+    config = next(o for o in objects if o["metadata"]["name"] == "artifact-repositories")
+    repository = m.ArtifactRepository.model_validate(yaml.safe_load(config["data"]["leverplus"]))
+    assert (repository.s3.bucket, repository.s3.endpoint, repository.s3.insecure) == (
+        "my-bucket",
+        "s3.example:443",
+        False,
+    )
+    assert repository.s3.key_format == "team/store/argo-logs/{{workflow.name}}/{{pod.name}}"
+    aws = next(o for o in _render("--set", "s3.endpoint=") if o["metadata"]["name"] == "artifact-repositories")
+    assert "endpoint: s3.amazonaws.com" in aws["data"]["leverplus"]
+    assert not [
+        o
+        for o in _render("--set", "artifactRepository.create=false")
+        if o["metadata"]["name"] == "artifact-repositories"
+    ]

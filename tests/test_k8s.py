@@ -33,6 +33,7 @@ def test_kustomization_renders_valid_objects(k8s_objects: list[dict]) -> None:
     assert kinds == [
         "ConfigMap",
         "ConfigMap",
+        "ConfigMap",
         "Deployment",
         "Job",
         "Namespace",
@@ -206,3 +207,54 @@ def test_the_model_cache_is_mounted_where_the_settings_point(k8s_objects: list[d
     pvc = _render_simple_template((CHART / "templates" / "model-cache-pvc.yaml").read_text(), values)
     assert pvc["metadata"]["name"] == values["modelCache"]["claimName"] == ArgoOptions().model_cache_claim
     kubernetes_validate.validate(pvc, K8S_VERSION, strict=True)
+
+
+def _restricted_violations(pod: dict) -> list[str]:
+    """What Pod Security "restricted" would reject in a pod spec (the fields our pods set)."""
+    security = pod.get("securityContext", {})
+    found = []
+    for container in pod["containers"]:
+        own = container.get("securityContext", {})
+        if not (own.get("runAsNonRoot") or security.get("runAsNonRoot")):
+            found.append(f"{container['name']}: runAsNonRoot")
+        if (own.get("seccompProfile") or security.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            found.append(f"{container['name']}: seccompProfile")
+        if own.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{container['name']}: allowPrivilegeEscalation")
+        if own.get("capabilities", {}).get("drop") != ["ALL"]:
+            found.append(f"{container['name']}: capabilities")
+    return found
+
+
+def test_the_namespace_enforces_restricted_and_argos_executor_is_configured_for_it(k8s_objects: list[dict]) -> None:
+    """Issue 21 item 3: under "restricted" Argo's init and wait containers take only the controller's executor
+    securityContext: shipped as k8s/argo/controller-config.yaml. Every pod k8s/ starts passes it too."""
+    namespace = next(o for o in k8s_objects if o["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in k8s_objects if o["kind"] in ("Deployment", "Job")
+    }
+    assert set(pods) == {"minio", "create-bucket"}
+    assert {name: _restricted_violations(pod) for name, pod in pods.items()} == {"minio": [], "create-bucket": []}
+    config = yaml.safe_load((ROOT / "k8s/argo/controller-config.yaml").read_text())
+    assert (config["metadata"]["name"], config["metadata"]["namespace"]) == ("workflow-controller-configmap", "argo")
+    executor = yaml.safe_load(config["data"]["executor"])
+    assert _restricted_violations({"containers": [{"name": "wait", **executor}]}) == []
+    assert executor["securityContext"]["runAsUser"] == 8737  # argoexec's user
+    assert "argo/" not in (ROOT / "k8s/kustomization.yaml").read_text()  # another namespace: applied on its own
+    broken = {"containers": [{"name": "x", "securityContext": {"capabilities": {"drop": ["ALL"]}}}]}
+    assert _restricted_violations(broken) == ["x: runAsNonRoot", "x: seccompProfile", "x: allowPrivilegeEscalation"]
+
+
+def test_the_namespace_has_its_own_artifact_repository(k8s_objects: list[dict]) -> None:
+    """Issue 21 items 1 and 12: without it the namespace inherits the controller's default (Argo v4's quick-start
+    names a driver no manifest defines, and every pod fails to build); with it, step logs are archived in MinIO."""
+    from hera.workflows import models as m
+
+    config = next(o for o in k8s_objects if o["metadata"]["name"] == "artifact-repositories")
+    name = config["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+    repository = m.ArtifactRepository.model_validate(yaml.safe_load(config["data"][name]))
+    assert repository.archive_logs is True and repository.s3.bucket == "leverplus"
+    assert repository.s3.endpoint == "minio:9000" and repository.s3.insecure is True
+    assert repository.s3.access_key_secret.name == repository.s3.secret_key_secret.name == "leverplus-s3"
+    assert repository.s3.key_format.startswith("argo-logs/")
