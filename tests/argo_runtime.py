@@ -2,16 +2,19 @@
 the controller and the emissary executor would, on this machine.
 
 It resolves `workflowTemplateRef` (a CronWorkflow's workflowSpec included), workflow parameters and their defaults,
-`{{...}}` substitutions, `templateDefaults`, DAG `depends`, `when`, `withParam` over a step's stdout, retries (each
-attempt a new pod: a new HOSTNAME; a test may inject a fault into chosen attempts), templates' `timeout`,
-`synchronization` mutexes and ConfigMap-backed semaphores, and
-builds each container's environment as Kubernetes does (envFrom ConfigMaps first, then `env`, which wins; Secret
-references; service-link variables unless the pod spec turns them off). Each container becomes a subprocess of its
-`command` + `args` — `leverplus` is the installed entry point, as in the image — with exactly that environment.
+`{{...}}` substitutions, DAG `depends`, `when` and `withParam` over a step's stdout. It merges templateDefaults into
+templates and podSpecPatches into the pod strategically (containers and env by name, mounts by path), as the
+controller does, and records each pod. It runs retries (each attempt a new pod: a new HOSTNAME; a test may inject a
+fault into chosen attempts), templates' `timeout`, `synchronization` mutexes and ConfigMap-backed semaphores, and
+the workflow's `parallelism` across all its pods; a task that reads the output of a skipped task fails, as on
+v3.7.16+ and v4. It builds each container's environment as Kubernetes does (envFrom ConfigMaps first, then `env`,
+which wins; Secret references; service-link variables unless the pod spec turns them off). Each container becomes a
+subprocess of its `command` + `args` (`leverplus` is the installed entry point, as in the image) with exactly that
+environment.
 
 It understands only the fields we use and refuses any other, so a new field in the generated YAML forces a
 deliberate decision here. Fields with no effect on one machine (resources, security contexts, GC, TTL, deadline,
-parallelism, labels, the executor's service account; a podSpecPatch is parsed and checked) are listed as accepted.
+labels, the executor's service account) are listed as accepted. Backoff waits are not modelled.
 """
 
 from __future__ import annotations
@@ -168,14 +171,29 @@ def _substitute(text: str, scope: dict[str, str], where: str) -> str:
     return VAR.sub(value, text)
 
 
+# Kubernetes' strategic merge: lists of these fields merge item by item on the key; any other list is replaced.
+MERGE_KEYS = {"containers": "name", "env": "name", "volumeMounts": "mountPath", "volumes": "name"}
+
+
+def _strategic(base: Any, patch: Any, field: str = "") -> Any:
+    """A strategic merge patch, as the controller applies templateDefaults to a template and a podSpecPatch to the
+    pod: maps merge key by key; lists of MERGE_KEYS merge their items by that key; other lists and values replace."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = _strategic(base[key], value, key) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and field in MERGE_KEYS:
+        key = MERGE_KEYS[field]
+        merged = {item[key]: item for item in base}
+        for item in patch:
+            merged[item[key]] = _strategic(merged[item[key]], item) if item[key] in merged else item
+        return list(merged.values())
+    return patch
+
+
 def _merge_container(defaults: dict, own: dict) -> dict:
-    merged = {**defaults, **own}
-    if "resources" in defaults and "resources" in own:  # a strategic merge, for the maps we use
-        merged["resources"] = {
-            k: {**defaults["resources"].get(k, {}), **own["resources"].get(k, {})}
-            for k in {*defaults["resources"], *own["resources"]}
-        }
-    return merged
+    return _strategic(defaults, own)
 
 
 @dataclass
@@ -186,6 +204,10 @@ class Run:
     cluster: Cluster
     results: dict[str, str] = field(default_factory=dict)
     phases: dict[str, str] = field(default_factory=dict)
+    pods: threading.BoundedSemaphore = field(init=False)  # the workflow's parallelism, across all its pods
+
+    def __post_init__(self) -> None:
+        self.pods = threading.BoundedSemaphore(int(self.spec.get("parallelism", 1_000_000)))
 
     def template(self, name: str) -> dict:
         found = [t for t in self.spec["templates"] if t["name"] == name]
@@ -194,10 +216,9 @@ class Run:
         _check("template", found[0], f"template {name}")
         return found[0]
 
-    def environment(self, container: dict, where: str) -> dict[str, str]:
+    def environment(self, container: dict, pod: dict, where: str) -> dict[str, str]:
         env = dict(self.cluster.base_env)
-        patch = json.loads(self.spec.get("podSpecPatch", "{}"))
-        if patch.get("enableServiceLinks", True):
+        if pod.get("enableServiceLinks", True):
             for service, port in self.cluster.services.items():
                 prefix = service.upper().replace("-", "_")
                 env |= {f"{prefix}_SERVICE_HOST": "10.96.0.10", f"{prefix}_SERVICE_PORT": str(port)}
@@ -241,6 +262,8 @@ class Run:
         container = _merge_container(self.spec.get("templateDefaults", {}).get("container", {}), template["container"])
         _check("container", container, where)
         patch = json.loads(_substitute(template.get("podSpecPatch", "{}"), scope, where))  # bad JSON: rejected
+        pod = {"containers": [{"name": "main", **{k: v for k, v in container.items() if k != "name"}}]}
+        pod = _strategic(_strategic(pod, json.loads(self.spec.get("podSpecPatch", "{}"))), patch)
         if not container.get("command"):
             raise ArgoError(f"{where}: no command: the executor would look the image's ENTRYPOINT up in a registry")
         argv = [_substitute(a, scope, where) for a in [*container["command"], *container.get("args", [])]]
@@ -248,11 +271,11 @@ class Run:
         if not executable.exists():
             raise ArgoError(f"{where}: {argv[0]} is not in the image")
         self.check_mounts(container, scope, where)
-        env = self.environment(container, where)
-        with self.cluster.holding(template.get("synchronization", {}), where):
-            return self.attempts(template, argv, executable, env, patch, where)
+        env = self.environment(container, pod, where)
+        with self.pods, self.cluster.holding(template.get("synchronization", {}), where):
+            return self.attempts(template, argv, executable, env, {"pod_spec_patch": patch, "pod_spec": pod}, where)
 
-    def attempts(self, template: dict, argv: list[str], executable: Path, env: dict, patch: dict, where: str) -> str:
+    def attempts(self, template: dict, argv: list[str], executable: Path, env: dict, spec: dict, where: str) -> str:
         attempts = _attempts(template.get("retryStrategy", {}), where)
         limit = min(600, _duration(template.get("timeout", "10m"), self.scope, where))  # this machine's cap: 10 min
         for attempt in range(attempts):
@@ -261,7 +284,7 @@ class Run:
             proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
                                   timeout=limit)  # fmt: skip
             entry = {"node": where, "pod": pod, "argv": argv, "env": env, "rc": proc.returncode}
-            self.cluster.log.append(entry | {"pod_spec_patch": patch, "stderr": proc.stderr})
+            self.cluster.log.append(entry | spec | {"stderr": proc.stderr})
             if proc.returncode == 0:
                 return proc.stdout.strip()
         raise ArgoError(f"{where} failed after {attempts} attempt(s): {proc.stderr.strip()[-800:]}")
@@ -283,7 +306,8 @@ class Run:
         deps = _deps(task)
         if any(self.phases[d] == "Failed" for d in deps):
             raise ArgoError(f"task {task['name']}: a dependency failed")
-        scope = {**self.scope, **{f"tasks.{d}.outputs.result": self.results.get(d, "") for d in deps}}
+        ran = [d for d in deps if self.phases[d] == "Succeeded"]  # a skipped task has no output (v3.7.16+, v4)
+        scope = {**self.scope, **{f"tasks.{d}.outputs.result": self.results.get(d, "") for d in ran}}
         if "when" in task and not _when(_substitute(task["when"], scope, f"task {task['name']} when")):
             return "Skipped"
         template = self.template(task["template"])

@@ -162,8 +162,23 @@ def test_training_pods_get_a_gpu_exactly_when_the_policy_trains_clip_towers(enco
     assert pods["placement"]["pod_spec_patch"] == {}  # the placement pod itself is a CPU pod
     expected = json.loads(GPU_POD_PATCH) if encoder == "clip-lora" else {}
     assert pods["rce"]["pod_spec_patch"] == expected
+    # The patch merged into the pod: the GPU lands on the `main` container, over the CPU steps' defaults.
+    main = next(c for c in pods["rce"]["pod_spec"]["containers"] if c["name"] == "main")
+    limits = main["resources"]["limits"]
     if encoder == "clip-lora":
-        assert pods["rce"]["pod_spec_patch"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert (
+            limits["nvidia.com/gpu"] == "1"
+            and limits["memory"] == "48Gi"
+            and main["resources"]["requests"]["cpu"] == "8"
+        )
+        assert pods["rce"]["pod_spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    else:
+        assert (
+            "nvidia.com/gpu" not in limits
+            and limits["memory"] == "4Gi"
+            and "tolerations" not in pods["rce"]["pod_spec"]
+        )
+    assert pods["rce"]["pod_spec"]["enableServiceLinks"] is False  # the workflow's own patch, merged first
 
 
 def test_the_interpreter_refuses_what_a_controller_would_trip_on(tmp_path: Path) -> None:
@@ -201,7 +216,48 @@ def test_env_wins_over_envfrom_as_in_kubernetes(tmp_path: Path) -> None:
         "envFrom": [{"configMapRef": {"name": "s"}}],
         "env": [{"name": "LEVERPLUS_DATA__NAME", "value": "{{workflow.parameters.d}}"}],
     }
-    assert run.environment(container, "x")["LEVERPLUS_DATA__NAME"] == "vqav2"  # why settings never ride as env
+    assert run.environment(container, {}, "x")["LEVERPLUS_DATA__NAME"] == "vqav2"  # why settings never ride as env
+
+
+def test_defaults_and_pod_patches_merge_strategically_as_the_controller_merges_them() -> None:
+    """templateDefaults into a template, podSpecPatch into the pod: env by name, mounts by path, containers by name,
+    maps key by key; any other list is replaced."""
+    from tests.argo_runtime import _strategic
+
+    defaults = {"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "volumeMounts": [{"name": "x", "mountPath": "/x"}], "args": ["a"],
+                "resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}}  # fmt: skip
+    own = {"env": [{"name": "B", "value": "3"}], "volumeMounts": [{"name": "y", "mountPath": "/y"}], "args": ["b"],
+           "resources": {"limits": {"memory": "8Gi"}}}  # fmt: skip
+    merged = _strategic(defaults, own)
+    assert merged["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}]
+    assert [m["mountPath"] for m in merged["volumeMounts"]] == ["/x", "/y"] and merged["args"] == ["b"]
+    assert merged["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    pod = _strategic({"containers": [{"name": "main", "image": "i"}, {"name": "wait"}]},
+                     {"containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]})  # fmt: skip
+    assert pod["containers"] == [
+        {"name": "main", "image": "i", "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        {"name": "wait"},
+    ]
+
+
+def test_a_task_reading_a_skipped_tasks_output_fails_as_on_argo_v4(tmp_path: Path) -> None:
+    """v3.7.16+ and v4 fail the node where older versions substituted "": no task of ours may depend on it."""
+    doc = _doc("templates/balanced-v3.yaml")
+    main = next(t for t in doc["spec"]["templates"] if t["name"] == "main")
+    main["dag"]["tasks"] = [
+        {**t, "depends": "placement", "when": None} if t["name"] == "rce" else t
+        for t in main["dag"]["tasks"]
+        if t["name"] in ("placement", "rce")
+    ]
+    rce = next(t for t in main["dag"]["tasks"] if t["name"] == "rce")
+    del rce["when"]
+    placement = next(t for t in main["dag"]["tasks"] if t["name"] == "placement")
+    placement["when"] = "a == b"  # skipped
+    cluster = Cluster(config_maps={"leverplus-settings": {}}, base_env=base_env(tmp_path))
+    cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    with pytest.raises(ArgoError, match=r"unresolved variable \{\{tasks.placement.outputs.result\}\}"):
+        submit(doc, cluster, "wf", {"sft-checkpoint": "ck", "gpu-pod-patch": "{}"})
 
 
 KILL_AT_THE_POINTER = """\
@@ -295,3 +351,73 @@ def test_fan_out_width_comes_from_a_configmap_and_timeouts_are_durations(tmp_pat
     assert _duration("{{workflow.parameters.t}}", {"workflow.parameters.t": "1h30m"}, "x") == 5400
     with pytest.raises(ArgoError, match="not a duration"):
         _duration("3600", {}, "x")  # the controller refuses a bare number too
+
+
+KILL_BEFORE_THE_SHARD = """\
+import os, signal
+import leverplus.stages.score as score
+def _killed(*args, **kwargs):  # every candidate scored, nothing written yet: the latest a kill can come
+    os.kill(os.getpid(), signal.SIGKILL)
+score.write_shard = _killed
+"""
+
+
+def _round_cluster(world, tmp_path: Path, fan_out: str = "2") -> Cluster:
+    from tests.conftest import WORLD_SETTINGS
+
+    settings = {f"LEVERPLUS_{k.upper().replace('.', '__')}": str(v) for k, v in WORLD_SETTINGS.items()}
+    small = {"LEVERPLUS_RL__TARGET_NEW_QUERIES": "15", "LEVERPLUS_RL__PRIOR_ACCEPTANCE_RATE": "0.25"}
+    return Cluster(
+        config_maps={
+            "leverplus-settings": {**settings, **small, "LEVERPLUS_STORE__URI": str(world.root)},
+            "leverplus-limits": {"fan-out": fan_out},
+        },
+        secrets={"leverplus-s3": {"access-key-id": "a", "secret-access-key": "b"}},
+        claims={"leverplus-models"},
+        base_env=base_env(tmp_path),
+    )
+
+
+def _data_round_only() -> dict:
+    """The committed data-growth template cut to its data round: features -> plan -> score -> filter."""
+    doc = _doc("templates/data-growth.yaml")
+    main = next(t for t in doc["spec"]["templates"] if t["name"] == "main")
+    main["dag"]["tasks"] = [t for t in main["dag"]["tasks"] if t["name"] in ("features", "plan", "score", "filter")]
+    return doc
+
+
+def test_a_score_shard_killed_at_the_end_of_its_attempt_is_retried_and_completes(world, tmp_path: Path) -> None:
+    """Issue 21 item 5: no maxDuration cuts the retry of a long shard; the retry redoes it and the round publishes."""
+    cluster = _round_cluster(world, tmp_path)
+    fault = tmp_path / "fault"
+    fault.mkdir()
+    (fault / "sitecustomize.py").write_text(KILL_BEFORE_THE_SHARD)
+    cluster.faults[("score", 0)] = {"PYTHONPATH": str(fault)}
+    run = submit(_data_round_only(), cluster, "r-late", {**NO_GPU, "sft-checkpoint": ""})
+    scores = [e for e in cluster.log if e["node"].endswith("/score")]
+    assert scores[0]["rc"] == -9 and all(e["rc"] == 0 for e in scores[1:])
+    assert len(scores) == len(json.loads(run.results["plan"])) + 1  # one shard retried once
+    assert (world.root / "rl-data/balanced/latest").read_text() == "v1\n"
+
+
+def test_two_rounds_started_together_plan_disjoint_queries_and_publish_in_turn(world, tmp_path: Path) -> None:
+    """Issue 21 item 7: the nightly round and a hand-submitted one on one store, at the same moment. plan and
+    filter hold the namespace's mutex, so the second plans after the first recorded its queries, and publishes
+    after it: two versions, disjoint rounds. (Without the mutex both plans choose the same queries.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cluster = _round_cluster(world, tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(
+            lambda name: submit(_data_round_only(), cluster, name, {**NO_GPU, "sft-checkpoint": ""}),
+            ["nightly-1", "by-hand-1"],
+        ))  # fmt: skip
+    assert all(run.phases["filter"] == "Succeeded" for run in runs)
+    planned = [
+        {q for shard in json.loads((world.root / f"rounds/{name}/queries.json").read_text()) for q in shard}
+        for name in ("nightly-1", "by-hand-1")
+    ]
+    assert planned[0] and planned[1] and not planned[0] & planned[1]
+    balanced = world.root / "rl-data/balanced"
+    rounds = {json.loads((balanced / f"v{n}.manifest.json").read_text())["stats"]["round_id"] for n in (1, 2)}
+    assert rounds == {"nightly-1", "by-hand-1"} and (balanced / "latest").read_text() == "v2\n"
