@@ -14,7 +14,8 @@ environment.
 
 It understands only the fields we use and refuses any other, so a new field in the generated YAML forces a
 deliberate decision here. Fields with no effect on one machine (resources, security contexts, GC, TTL, deadline,
-labels, the executor's service account) are listed as accepted. Backoff waits are not modelled.
+labels, the executor's service account) are listed as accepted. Time runs scaled (Cluster.time_scale): backoff
+waits, template timeouts and the workflow's activeDeadlineSeconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +105,9 @@ class Cluster:
     mutexes: dict[str, threading.Lock] = field(default_factory=dict)
     semaphores: dict[str, tuple[threading.BoundedSemaphore, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Real seconds per second of Argo time: backoffs, timeouts and the workflow deadline are multiplied by it. 0: no
+    # backoff waits and nothing times out but this machine's cap of 10 minutes a pod (what most tests want).
+    time_scale: float = 0.0
 
     def holding(self, synchronization: dict, where: str) -> contextlib.AbstractContextManager:
         """A template's mutexes, held across all its attempts: steps of concurrent workflows queue, as under the
@@ -205,9 +210,12 @@ class Run:
     results: dict[str, str] = field(default_factory=dict)
     phases: dict[str, str] = field(default_factory=dict)
     pods: threading.BoundedSemaphore = field(init=False)  # the workflow's parallelism, across all its pods
+    deadline: float = field(init=False)  # time.monotonic() at which activeDeadlineSeconds (scaled) runs out
 
     def __post_init__(self) -> None:
         self.pods = threading.BoundedSemaphore(int(self.spec.get("parallelism", 1_000_000)))
+        scale = self.cluster.time_scale
+        self.deadline = time.monotonic() + (float(self.spec.get("activeDeadlineSeconds", 10**9)) * scale or 10**9)
 
     def template(self, name: str) -> dict:
         found = [t for t in self.spec["templates"] if t["name"] == name]
@@ -276,13 +284,24 @@ class Run:
             return self.attempts(template, argv, executable, env, {"pod_spec_patch": patch, "pod_spec": pod}, where)
 
     def attempts(self, template: dict, argv: list[str], executable: Path, env: dict, spec: dict, where: str) -> str:
-        attempts = _attempts(template.get("retryStrategy", {}), where)
-        limit = min(600, _duration(template.get("timeout", "10m"), self.scope, where))  # this machine's cap: 10 min
+        """Each attempt a new pod, killed at its template's timeout or the workflow's deadline; retries wait their
+        backoff. Durations are Argo's times the cluster's time_scale (capped at 10 minutes a pod on this machine)."""
+        strategy = template.get("retryStrategy", {})
+        attempts, scale = _attempts(strategy, where), self.cluster.time_scale
+        timeout = _duration(template.get("timeout", "10m"), self.scope, where) * scale if scale else 600.0
         for attempt in range(attempts):
+            if attempt:
+                time.sleep(_backoff(strategy, attempt) * scale)
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise ArgoError(f"{where}: Step exceeded its deadline (the workflow's activeDeadlineSeconds)")
             pod = f"{self.name}-{template['name']}-{uuid.uuid4().hex[:8]}"  # every attempt: a new pod, a new host
             pod_env = {**env, "HOSTNAME": pod, **self.cluster.faults.get((template["name"], attempt), {})}
-            proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
-                                  timeout=limit)  # fmt: skip
+            try:
+                proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
+                                      timeout=min(600, timeout, left))  # fmt: skip
+            except subprocess.TimeoutExpired as exc:  # the controller kills the pod: a failed attempt
+                proc = subprocess.CompletedProcess(exc.cmd, -9, "", f"{where}: exceeded its timeout")
             entry = {"node": where, "pod": pod, "argv": argv, "env": env, "rc": proc.returncode}
             self.cluster.log.append(entry | spec | {"stderr": proc.stderr})
             if proc.returncode == 0:
@@ -342,10 +361,16 @@ def _duration(text: str, scope: dict[str, str], where: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def _backoff(strategy: dict, retry: int) -> float:
+    """Seconds before retry n (1, 2, ...): duration x factor^(n-1), as the controller computes it."""
+    backoff = strategy.get("backoff", {})
+    return _duration(backoff.get("duration", "0s"), {}, "backoff") * float(backoff.get("factor", 1)) ** (retry - 1)
+
+
 def _attempts(strategy: dict, where: str) -> int:
-    """1 + retryStrategy.limit. Backoff waits are not modelled (a test does not wait them out); `maxDuration` is
-    refused: the controller counts it from the *first* attempt's start and gives every retry that same deadline
-    (operator.go), so a long step preempted late is retried with too little time and killed."""
+    """1 + retryStrategy.limit. `maxDuration` is refused: the controller counts it from the *first* attempt's start
+    and gives every retry that same deadline (operator.go), so a long step preempted late is retried with too little
+    time and killed."""
     _check("retry", strategy, f"{where} retryStrategy")
     _check("backoff", strategy.get("backoff", {}), f"{where} retryStrategy.backoff")
     return int(strategy.get("limit", 0)) + 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,32 @@ def test_two_rounds_started_together_plan_disjoint_queries_and_publish_in_turn(w
     balanced = world.root / "rl-data/balanced"
     rounds = {json.loads((balanced / f"v{n}.manifest.json").read_text())["stats"]["round_id"] for n in (1, 2)}
     assert rounds == {"nightly-1", "by-hand-1"} and (balanced / "latest").read_text() == "v2\n"
+
+
+def test_retries_wait_their_backoff_and_a_pod_is_killed_at_its_timeout(tmp_path: Path) -> None:
+    """In scaled time (1 s of Argo time = 2 ms here): the committed retryStrategy waits 30 s, 60 s, 120 s between
+    attempts, a pod that outlives its template's timeout is killed and retried, and the workflow's deadline stops
+    retrying. The step is `leverplus config show` slowed by a fault, so that only time decides."""
+    doc = _doc("templates/sft.yaml")
+    doc["spec"]["entrypoint"] = "features"
+    features = next(t for t in doc["spec"]["templates"] if t["name"] == "features")
+    features["container"]["args"] = ["config", "show"]
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(5)\n")
+    cluster = Cluster(config_maps={"leverplus-settings": {}}, claims={"leverplus-models"}, base_env=base_env(tmp_path),
+                      time_scale=0.002, faults={("features", 0): {"PYTHONPATH": str(slow)}})  # fmt: skip
+    cluster.secrets["leverplus-s3"] = {"access-key-id": "a", "secret-access-key": "b"}
+    # The first attempt sleeps past a 1000 s timeout (2 s here) and is killed; the retry, 30 s (60 ms) later, runs.
+    started = time.monotonic()
+    submit(doc, cluster, "wf", {**NO_GPU, "step-timeout": "1000s"})
+    first, retry = cluster.log
+    assert first["rc"] == -9 and "exceeded its timeout" in first["stderr"] and retry["rc"] == 0
+    assert 2.0 <= time.monotonic() - started < 5.0
+    # With every attempt slowed and a 3000 s deadline (6 s here), retries stop at the deadline, not the limit.
+    cluster.log.clear()
+    cluster.faults = {("features", n): {"PYTHONPATH": str(slow)} for n in range(4)}
+    doc["spec"]["activeDeadlineSeconds"] = 3000
+    with pytest.raises(ArgoError, match="exceeded its deadline"):
+        submit(doc, cluster, "wf2", {**NO_GPU, "step-timeout": "1000s"})
+    assert 1 <= len(cluster.log) < 4
