@@ -39,7 +39,13 @@ __all__ = [
 
 ENV_PREFIX = "LEVERPLUS_"
 # Environment variables read outside the settings model (before it can be loaded).
-_NON_SETTINGS_ENV = {"LEVERPLUS_LOG_FORMAT", "LEVERPLUS_LOG_LEVEL", "LEVERPLUS_PROGRESS_SECONDS", "LEVERPLUS_CONFIG"}
+_NON_SETTINGS_ENV = {
+    "LEVERPLUS_LOG_FORMAT",
+    "LEVERPLUS_LOG_LEVEL",
+    "LEVERPLUS_PROGRESS_SECONDS",
+    "LEVERPLUS_CONFIG",
+    "LEVERPLUS_STEP_PROCESS",
+}
 # Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_9000_TCP_ADDR... for every Service in the namespace
 # (unless enableServiceLinks is false): a Service named leverplus-minio must not break the strict settings check.
 # Settings always carry "__"; service links never do.

@@ -1,13 +1,13 @@
 """Run a pipeline DAG on one machine. Every step is invoked exactly as a pod would invoke it — the same
-`leverplus <stage> ...` command line in a fresh process — and fan-out items run on a pool of `workers` processes.
+`leverplus <stage> ...` command line in a process of its own (forked from a server that imported torch once:
+leverplus/steps.py) — and fan-out items run on a pool of `workers` processes.
 Each step's log goes to <log_dir>/<step>[-<item>].log; a failing step stops the run with its last log lines."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from leverplus.cpus import THREAD_VARIABLES, available_cpus
 from leverplus.errors import LeverPlusError
 from leverplus.live import StepMonitor
 from leverplus.pipeline import Pipeline, Step
+from leverplus.steps import run_step
 
 __all__ = ["LocalRunner", "StepFailed"]
 
@@ -48,25 +49,19 @@ class LocalRunner:
         return env
 
     def _invoke(self, args: list[str], step: str, label: str, parallel: int = 1) -> str:
-        log_path = self.log_dir / f"{label}.log"
+        log_path = self.log_dir / f"{label}.log"  # a continued run appends: the killed attempt's log stays
         self.monitor.item(step, log_path, "running")
-        with open(log_path, "a") as log:  # a continued run appends: the killed attempt's log stays
-            proc = subprocess.run(
-                [sys.executable, "-m", "leverplus", *args],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env=self._env(parallel),
-                check=False,
-            )
-        if proc.returncode != 0:
+        with tempfile.TemporaryDirectory(prefix="leverplus-step-") as tmp:
+            out = Path(tmp) / "stdout"
+            code = run_step(args, self._env(parallel), log_path, out)
+            printed = out.read_text() if out.exists() else ""
+        if code != 0:
             tail = log_path.read_text().strip().splitlines()[-3:]
             raise StepFailed(
-                f"step {label} failed (exit {proc.returncode}): `leverplus {' '.join(args)}`; "
-                f"log {log_path}: {' | '.join(tail)}"
+                f"step {label} failed (exit {code}): `leverplus {' '.join(args)}`; log {log_path}: {' | '.join(tail)}"
             )
         self.monitor.item(step, log_path, "done")
-        return proc.stdout.strip()
+        return printed.strip()
 
     def _items(self, source: str) -> list[str]:
         printed = self.outputs[source].splitlines()[-1] if self.outputs.get(source) else "[]"

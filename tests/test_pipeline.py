@@ -45,10 +45,14 @@ def test_dags_have_the_documented_shape() -> None:
     assert all(s.when == ("growth-check", "true") for s in growth.steps if s.name in ("rce", "grpo", "eval", "report"))
 
 
-def _run(workdir: Path, *args: str, config: str = "tiny.yaml", terminal: bool = False) -> tuple[dict, str]:
+def _run(
+    workdir: Path, *args: str, config: str = "tiny.yaml", terminal: bool = False, fresh: bool = False
+) -> tuple[dict, str]:
     """`leverplus run` in a fresh process: its summary and what it wrote on stderr — a pseudo-terminal's screen
-    when `terminal`, as a person at a terminal sees it, else its log lines."""
+    when `terminal`, as a person at a terminal sees it, else its log lines. `fresh`: every step in a new
+    interpreter instead of forked from the runner's fork server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")} | {"COLUMNS": "160"}
+    env |= {"LEVERPLUS_STEP_PROCESS": "fresh"} if fresh else {}
     argv = [sys.executable, "-m", "leverplus", "run", *args, "--profile", "embedded", "--config", config]
     argv += ["--workers", "2", "--summary-json", "summary.json"]
     if terminal:
@@ -97,7 +101,7 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
         workdir = tmp_path / name
         workdir.mkdir()
         (workdir / "tiny.yaml").write_text(TINY)
-        runs.append((workdir, *_run(workdir, "balanced-v3", terminal=name == "a")))
+        runs.append((workdir, *_run(workdir, "balanced-v3", terminal=name == "a", fresh=name == "b")))
     (a_dir, a, screen), (b_dir, _, logged) = runs
     assert set(a) == {"run_id", "report_uri", "metrics_uri"} and a["run_id"] == "run-0001"
     store = a_dir / "leverplus-store"
@@ -153,9 +157,16 @@ def test_run_balanced_v3_end_to_end_same_seed_same_results(tmp_path: Path) -> No
     grpo = [e for e in progress if e["what"].startswith("grpo seed") and e["done"] == e["total"] == 2]
     assert len(grpo) == 3 and all("loss" in e for e in grpo)  # three seeds, each to its last epoch
 
-    # Same seed -> byte-identical balanced set and identical metrics.
-    balanced = "rl-data/balanced/segments/round-0001.jsonl"
-    assert (store / balanced).read_bytes() == (b_dir / "leverplus-store" / balanced).read_bytes()
+    # Same seed -> the same artifacts, whether each step was forked from the fork server (a) or started as a new
+    # interpreter (b): every tensor file and every JSON-lines object byte for byte (the others name their store's
+    # path or a wall time), and identical metrics.
+    def artifacts(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.suffix in (".safetensors", ".jsonl")}  # fmt: skip
+
+    forked, fresh = artifacts(store), artifacts(b_dir / "leverplus-store")
+    assert len(forked) > 20 and "rl-data/balanced/segments/round-0001.jsonl" in forked
+    assert [k for k in forked if forked[k] != fresh.get(k)] == [] and forked.keys() == fresh.keys()
     other = json.loads((b_dir / "leverplus-store/runs/run-0001/report/metrics.json").read_text())
     assert (metrics["eval"], metrics["data"]) == (other["eval"], other["data"])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leverplus.checksums import DIGEST_FIELD, contents_sha256, header_metadata
+from leverplus.checksums import DIGEST_FIELD, contents_sha256, header_metadata, sort_header
 from leverplus.errors import DataError, IntegrityError
 from leverplus.store import Store
 
@@ -58,6 +58,7 @@ class FeatureTable:
             metadata = {"encoder": self.encoder, "split": self.split}
             metadata[DIGEST_FIELD] = contents_sha256(tensors, metadata)
             save_file(tensors, str(path), metadata=metadata)
+            sort_header(path)  # the same table, the same bytes
             store.put_file(key, path)
         return store.uri_for(key)
 

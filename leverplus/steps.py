@@ -1,0 +1,64 @@
+"""Start a pipeline step in a process of its own, as a pod would, without paying for Python's and torch's imports
+each time: a fork server (one per runner, started on first use) imports torch and the stages once, and forks a
+child per step. The child takes the step's environment and output files, sizes torch's threads from that
+environment, and runs `leverplus <stage> ...` through the same `main` as the command line; its exit code is the
+step's. LEVERPLUS_STEP_PROCESS=fresh starts `python -m leverplus` instead (a new interpreter per step).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_step"]
+
+STEP_PROCESS_ENV = "LEVERPLUS_STEP_PROCESS"
+# What every step imports anyway; transformers is left out: it reads HF_* variables when it loads.
+PRELOAD = ["numpy", "torch", "leverplus.cli", "leverplus.stages.features", "leverplus.stages.score",
+           "leverplus.stages.sft_data", "leverplus.stages.train", "leverplus.stages.evaluate"]  # fmt: skip
+_context: Any = None
+
+
+def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path) -> int:
+    """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`, stdout written to `out`. -> exit code
+    (negative: killed by that signal)."""
+    if env.get(STEP_PROCESS_ENV, os.environ.get(STEP_PROCESS_ENV, "forked")) == "fresh":
+        with open(log, "a") as err, open(out, "w") as stdout:
+            return subprocess.run([sys.executable, "-m", "leverplus", *argv], stdout=stdout, stderr=err, env=env,
+                                  check=False).returncode  # fmt: skip
+    process = _fork_server().Process(target=_child, args=(argv, env, str(log), str(out)), daemon=False)
+    process.start()
+    process.join()
+    return process.exitcode if process.exitcode is not None else 1
+
+
+def _fork_server() -> Any:
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+    return _context
+
+
+def _child(argv: list[str], env: dict[str, str], log: str, out: str) -> None:
+    os.environ.clear()
+    os.environ.update(env)
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+    os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+    import torch  # imported by the fork server with its own environment: take this step's thread count
+
+    from leverplus.cpus import THREAD_VARIABLES, available_cpus
+
+    torch.set_num_threads(int(env.get(THREAD_VARIABLES[0]) or available_cpus()))
+    from leverplus.cli import main
+
+    try:
+        code = main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)  # multiprocessing makes it the process's exit code
