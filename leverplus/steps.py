@@ -23,17 +23,25 @@ PRELOAD = ["numpy", "torch", "leverplus.cli", "leverplus.stages.features", "leve
 _context: Any = None
 
 
-def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path) -> int:
-    """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`, stdout written to `out`. -> exit code
-    (negative: killed by that signal)."""
+def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None = None) -> int:
+    """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`, stdout written to `out`; killed after
+    `timeout` seconds. -> exit code (negative: killed by that signal)."""
     if env.get(STEP_PROCESS_ENV, os.environ.get(STEP_PROCESS_ENV, "forked")) == "fresh":
         with open(log, "a") as err, open(out, "w") as stdout:
-            return subprocess.run([sys.executable, "-m", "leverplus", *argv], stdout=stdout, stderr=err, env=env,
-                                  check=False).returncode  # fmt: skip
-    process = _fork_server().Process(target=_child, args=(argv, env, str(log), str(out)), daemon=False)
-    process.start()
-    process.join()
-    return process.exitcode if process.exitcode is not None else 1
+            command = [sys.executable, "-m", "leverplus", *argv]
+            process = subprocess.Popen(command, stdout=stdout, stderr=err, env=env)
+            try:
+                return process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return process.wait()
+    child = _fork_server().Process(target=_child, args=(argv, env, str(log), str(out)), daemon=False)
+    child.start()
+    child.join(timeout)
+    if child.exitcode is None:  # still running at its timeout
+        child.kill()
+        child.join()
+    return child.exitcode if child.exitcode is not None else 1
 
 
 def _fork_server() -> Any:

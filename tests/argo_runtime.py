@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -297,11 +298,7 @@ class Run:
                 raise ArgoError(f"{where}: Step exceeded its deadline (the workflow's activeDeadlineSeconds)")
             pod = f"{self.name}-{template['name']}-{uuid.uuid4().hex[:8]}"  # every attempt: a new pod, a new host
             pod_env = {**env, "HOSTNAME": pod, **self.cluster.faults.get((template["name"], attempt), {})}
-            try:
-                proc = subprocess.run([str(executable), *argv[1:]], env=pod_env, capture_output=True, text=True,
-                                      timeout=min(600, timeout, left))  # fmt: skip
-            except subprocess.TimeoutExpired as exc:  # the controller kills the pod: a failed attempt
-                proc = subprocess.CompletedProcess(exc.cmd, -9, "", f"{where}: exceeded its timeout")
+            proc = _container_process(executable, argv, pod_env, min(600, timeout, left))  # killed: a failure
             entry = {"node": where, "pod": pod, "argv": argv, "env": env, "rc": proc.returncode}
             self.cluster.log.append(entry | spec | {"stderr": proc.stderr})
             if proc.returncode == 0:
@@ -359,6 +356,28 @@ def _duration(text: str, scope: dict[str, str], where: str) -> float:
         raise ArgoError(f"{where}: timeout {value!r} is not a duration such as 2h or 30m")
     hours, minutes, seconds = (int(g or 0) for g in parts.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def _container_process(executable: Path, argv: list[str], env: dict[str, str], timeout: float) -> Any:
+    """The container's process, killed at `timeout` (then its stderr says so): `leverplus` forked from the runner's
+    fork server (leverplus/steps.py: a process of its own with exactly this environment, without an interpreter's
+    start-up), or a new process when the attempt carries a fault (a sitecustomize on PYTHONPATH acts only in a new
+    interpreter) or runs something else."""
+    from leverplus.steps import run_step
+
+    if argv[0] != "leverplus" or "PYTHONPATH" in env:
+        try:
+            return subprocess.run([str(executable), *argv[1:]], env=env, capture_output=True, text=True,
+                                  timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(exc.cmd, -9, "", "exceeded its timeout")
+    with tempfile.TemporaryDirectory(prefix="argo-pod-") as tmp:
+        out, log = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        start = time.monotonic()
+        code = run_step(argv[1:], {**env, "LEVERPLUS_STEP_PROCESS": "forked"}, log, out, timeout)
+        late = code == -9 and time.monotonic() - start >= timeout
+        stdout, stderr = (path.read_text() if path.exists() else "" for path in (out, log))
+    return subprocess.CompletedProcess(argv, code, stdout, stderr + ("exceeded its timeout" if late else ""))
 
 
 def _backoff(strategy: dict, retry: int) -> float:
