@@ -27,6 +27,7 @@ from leverplus.ids import check_id
 
 __all__ = [
     "ENV_PREFIX",
+    "NON_SETTINGS_ENV",
     "Settings",
     "credentials_env",
     "load_settings",
@@ -39,7 +40,7 @@ __all__ = [
 
 ENV_PREFIX = "LEVERPLUS_"
 # Environment variables read outside the settings model (before it can be loaded).
-_NON_SETTINGS_ENV = {
+NON_SETTINGS_ENV = {
     "LEVERPLUS_LOG_FORMAT",
     "LEVERPLUS_LOG_LEVEL",
     "LEVERPLUS_PROGRESS_SECONDS",
@@ -421,7 +422,7 @@ def _check_yaml_file(path: Path) -> None:
 def _check_env() -> None:
     groups = set(Settings.model_fields)
     for name in os.environ:
-        if not name.startswith(ENV_PREFIX) or name in _NON_SETTINGS_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTINGS_ENV:
             continue
         if "__" not in name and _SERVICE_LINK.match(name):
             continue

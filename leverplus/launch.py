@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from leverplus.config import (
+    ENV_PREFIX,
+    NON_SETTINGS_ENV,
     Settings,
     credentials_env,
     load_settings,
@@ -45,8 +47,6 @@ from leverplus.store import Store, open_store, store_or_full_uri
 from leverplus.store.lease import holder_gone, this_host
 
 __all__ = ["RunRequest", "choose_run", "launch", "resolve_settings", "staging_dir"]
-
-_QUIET_ENV = {"LEVERPLUS_LOG_FORMAT", "LEVERPLUS_LOG_LEVEL"}
 
 
 @dataclass
@@ -86,7 +86,7 @@ def resolve_settings(req: RunRequest, workdir: Path) -> tuple[Settings, list[str
     """Settings for the run, and what the embedded profile scaled down (empty when it does not apply)."""
     user_file = req.config_file or os.environ.get("LEVERPLUS_CONFIG")
     # A config file or LEVERPLUS_* environment is a configuration of its own; --set only adjusts the profile.
-    configured = bool(user_file or any(k.startswith("LEVERPLUS_") and k not in _QUIET_ENV for k in os.environ))
+    configured = bool(user_file or any(k.startswith(ENV_PREFIX) and k not in NON_SETTINGS_ENV for k in os.environ))
     embedded = req.profile in ("embedded", "embedded-lab") or (req.profile == "auto" and not configured)
     if not embedded:
         return load_settings(user_file, req.overrides), []

@@ -137,6 +137,18 @@ def test_set_keeps_the_embedded_profile(tmp_path: Path) -> None:
     assert scaled and settings.data.name == "synthetic" and settings.rl.retrain_growth == 0.9
 
 
+def test_variables_that_are_not_settings_keep_the_embedded_profile(tmp_path: Path, monkeypatch) -> None:
+    """How logs look, how often progress is logged and how steps are started configure nothing."""
+    from leverplus.launch import RunRequest, resolve_settings
+
+    for name, value in (("LEVERPLUS_STEP_PROCESS", "fresh"), ("LEVERPLUS_PROGRESS_SECONDS", "5"),
+                        ("LEVERPLUS_LOG_FORMAT", "json")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    assert resolve_settings(RunRequest(pipeline="sft"), tmp_path)[0].data.name == "synthetic"
+    monkeypatch.setenv("LEVERPLUS_POOL__SIZE", "8")  # a setting: the user's own configuration, no profile
+    assert resolve_settings(RunRequest(pipeline="sft"), tmp_path)[0].data.name == "vqav2"
+
+
 def test_a_data_growth_round_that_does_not_retrain_says_why(world) -> None:
     from leverplus.stages.filter import run_filter
     from leverplus.stages.growth import growth_summary, run_growth_check
