@@ -252,3 +252,17 @@ def test_a_fan_out_pod_reads_only_its_part_of_the_plan(world) -> None:
     ctx.store.put_bytes(plan_part_key(key, 2), ctx.store.get_bytes(plan_part_key(key, 0)))
     with pytest.raises(IntegrityError, match=r"plan/00002\.json: sha256 differs"):
         ctx.plan_shard(key, 2)
+
+
+def test_a_rounds_draw_depends_on_its_ordinal_not_on_whether_its_folder_exists(world) -> None:
+    """Recording a stage's settings before or after it runs (issue 22 item 9) must not change which queries a round
+    plans: the draw is seeded by how many rounds came before it."""
+    small = {"rl.target_new_queries": 10, "rl.prior_acceptance_rate": 0.5}
+    ctx = world("plan", **small)
+    ctx.store.put_bytes("rounds/round-b/settings/plan.yaml", b"{}")  # the CLI used to write this first
+    with_folder = run_plan(ctx, "rl", plan_key("round-b"), "round-b")
+    ctx.store.delete("rounds/round-b/settings/plan.yaml")
+    for key in ctx.store.list("rounds/round-b/"):
+        ctx.store.delete(key)
+    without = run_plan(world("plan", **small), "rl", plan_key("round-b"), "round-b")
+    assert with_folder.question_ids_by_shard() == without.question_ids_by_shard()

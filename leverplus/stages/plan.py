@@ -53,7 +53,10 @@ def _rl_queries(ctx: StageContext, round_id: str) -> list[int]:
             "plan: every train question has been scored by an earlier round; nothing left to plan (a synthetic "
             "world grows with `leverplus data synth --add N --out <data root>`)"
         )
-    rng = np.random.default_rng([ctx.settings.run.seed, len({k.split("/")[1] for k in ctx.store.list("rounds/")})])
+    # Seeded by the round's ordinal: the rounds before it, plus one. (Counting folders alone made the draw depend on
+    # whether this round's folder existed yet, i.e. on whether its settings were recorded before or after planning.)
+    ordinal = len({k.split("/")[1] for k in ctx.store.list("rounds/")} - {round_id}) + 1
+    rng = np.random.default_rng([ctx.settings.run.seed, ordinal])
     chosen = sorted(rng.choice(fresh, size=min(wanted, len(fresh)), replace=False).tolist())
     ctx.log.info("rl plan sized", acceptance_rate=round(rate, 3), wanted=wanted, fresh=len(fresh), chosen=len(chosen))
     return chosen
