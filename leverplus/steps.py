@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,10 @@ STEP_PROCESS_ENV = "LEVERPLUS_STEP_PROCESS"
 PRELOAD = ["numpy", "torch", "leverplus.cli", "leverplus.stages.features", "leverplus.stages.score",
            "leverplus.stages.sft_data", "leverplus.stages.train", "leverplus.stages.evaluate"]  # fmt: skip
 _context: Any = None
+# A forked process's exit status is one message on a pipe, read by whoever polls first; Process.start() polls every
+# earlier process (multiprocessing's _cleanup). Two threads reading it at once leave one with nothing, and an exit
+# code of 255: starts and status reads take turns (waiting for a step to end does not).
+_STATUS = threading.Lock()
 
 
 def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None = None) -> int:
@@ -36,10 +42,12 @@ def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout
                 process.kill()
                 return process.wait()
     child = _fork_server().Process(target=_child, args=(argv, env, str(log), str(out)), daemon=False)
-    child.start()
-    child.join(timeout)
-    if child.exitcode is None:  # still running at its timeout
+    with _STATUS:
+        child.start()
+    if not wait([child.sentinel], timeout):  # still running at its timeout
         child.kill()
+        wait([child.sentinel])
+    with _STATUS:
         child.join()
     return child.exitcode if child.exitcode is not None else 1
 

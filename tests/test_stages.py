@@ -114,7 +114,7 @@ def test_eval_with_more_shots_than_pool_items_is_an_error(world) -> None:
 
 
 def _scored_round(world, round_id: str, **settings: object) -> None:
-    ctx = world("plan", **{"rl.target_new_queries": 6, "rl.prior_acceptance_rate": 0.5, **settings})
+    ctx = world("plan", **{"rl.target_new_queries": 6, "rl.prior_acceptance_rate": 0.25, **settings})
     plan = run_plan(ctx, "rl", plan_key(round_id), round_id)
     for shard in plan.shard_ids():
         run_score(world("score", **settings), round_id, shard, policy_uri=None)
