@@ -2,7 +2,8 @@
 each time: a fork server (one per runner, started on first use) imports torch and the stages once, and forks a
 child per step. The child takes the step's environment and output files, sizes torch's threads from that
 environment, and runs `leverplus <stage> ...` through the same `main` as the command line; its exit code is the
-step's. LEVERPLUS_STEP_PROCESS=fresh starts `python -m leverplus` instead (a new interpreter per step).
+step's. LEVERPLUS_STEP_PROCESS=fresh starts `python -m leverplus` instead (a new interpreter per step), which is
+the default off Linux.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _STATUS = threading.Lock()
 def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None = None) -> int:
     """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`, stdout written to `out`; killed after
     `timeout` seconds. -> exit code (negative: killed by that signal)."""
-    if env.get(STEP_PROCESS_ENV, os.environ.get(STEP_PROCESS_ENV, "forked")) == "fresh":
+    if _how(env) == "fresh":
         with open(log, "a") as err, open(out, "w") as stdout:
             command = [sys.executable, "-m", "leverplus", *argv]
             process = subprocess.Popen(command, stdout=stdout, stderr=err, env=env)
@@ -50,6 +51,13 @@ def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout
     with _STATUS:
         child.join()
     return child.exitcode if child.exitcode is not None else 1
+
+
+def _how(env: dict[str, str]) -> str:
+    """LEVERPLUS_STEP_PROCESS, else forked on Linux. macOS forks badly once system frameworks are loaded (its
+    Python starts processes with spawn by default), so there every step starts a new interpreter."""
+    chosen = env.get(STEP_PROCESS_ENV) or os.environ.get(STEP_PROCESS_ENV)
+    return chosen or ("forked" if sys.platform.startswith("linux") else "fresh")
 
 
 def _fork_server() -> Any:

@@ -247,3 +247,13 @@ def test_run_balanced_v3_with_the_transformers_backend(tmp_path: Path) -> None:
     assert metrics["ceilings"] == {}  # a real LVLM cannot know its own expected accuracy
     assert metrics["eval"]["policy"]["1"]["n"] == 8
     assert summary["report_uri"].endswith("report.md")
+
+
+def test_steps_fork_on_linux_and_start_a_new_interpreter_elsewhere(monkeypatch) -> None:
+    from leverplus import steps
+
+    monkeypatch.delenv("LEVERPLUS_STEP_PROCESS", raising=False)
+    for platform, how in (("linux", "forked"), ("darwin", "fresh"), ("win32", "fresh")):
+        monkeypatch.setattr(steps.sys, "platform", platform)
+        assert steps._how({}) == how
+    assert steps._how({"LEVERPLUS_STEP_PROCESS": "fresh"}) == "fresh"
