@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
-from leverplus.errors import IntegrityError, NotFoundError
+from leverplus.errors import IntegrityError, NotFoundError, first_problem
 from leverplus.log import get_logger
 from leverplus.records import Plan, PlanIndex
 from leverplus.run_record import RunRecord, read_record
@@ -248,9 +248,7 @@ class Catalog:
 
 def _first(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        where, message = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
-        return f"{where}: {message}" if where else message
+        return first_problem(exc)
     return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
 
 

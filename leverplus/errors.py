@@ -1,6 +1,8 @@
 """One small exception hierarchy. Every expected failure is a LeverPlusError whose message names the offending
 file, field or id; the CLI prints it on one line and exits 2. Anything else is a bug and exits 1."""
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "ConflictError",
@@ -9,6 +11,7 @@ __all__ = [
     "LeverPlusError",
     "NotFoundError",
     "StoreError",
+    "first_problem",
 ]
 
 
@@ -38,3 +41,11 @@ class IntegrityError(LeverPlusError):
 
 class ConflictError(LeverPlusError):
     """Another process holds what this one needs (a publishing lease)."""
+
+
+def first_problem(exc: Any) -> str:
+    """A pydantic ValidationError's first problem on one line: "field.path: message" (or the message alone when the
+    record as a whole is wrong)."""
+    err = exc.errors()[0]
+    where, message = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

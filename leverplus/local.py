@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,10 +50,7 @@ class LocalRunner:
     def _invoke(self, args: list[str], step: str, label: str, parallel: int = 1) -> str:
         log_path = self.log_dir / f"{label}.log"  # a continued run appends: the killed attempt's log stays
         self.monitor.item(step, log_path, "running")
-        with tempfile.TemporaryDirectory(prefix="leverplus-step-") as tmp:
-            out = Path(tmp) / "stdout"
-            code = run_step(args, self._env(parallel), log_path, out)
-            printed = out.read_text() if out.exists() else ""
+        code, printed = run_step(args, self._env(parallel), log_path)
         if code != 0:
             tail = log_path.read_text().strip().splitlines()[-3:]
             raise StepFailed(

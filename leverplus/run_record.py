@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from leverplus.errors import ConfigError, IntegrityError
+from leverplus.errors import ConfigError, IntegrityError, first_problem
 from leverplus.ids import ID_RULE, is_id
 from leverplus.records import canonical_json
 from leverplus.stages.layout import run_prefix
@@ -69,10 +69,7 @@ def read_record(store: Store, run_id: str) -> RunRecord | None:
     try:
         record = RunRecord.model_validate_json(store.get_bytes(key))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "the record"
-        message = err["msg"].removeprefix("Value error, ")
-        raise IntegrityError(f"{store.uri_for(key)}: not a run record ({where}: {message})") from exc
+        raise IntegrityError(f"{store.uri_for(key)}: not a run record ({first_problem(exc)})") from exc
     if record.run_id != run_id:
         raise IntegrityError(f"{store.uri_for(key)}: not a run record (run_id: {record.run_id!r}, in {run_id}/)")
     return record

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -30,18 +31,26 @@ _context: Any = None
 _STATUS = threading.Lock()
 
 
-def run_step(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None = None) -> int:
-    """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`, stdout written to `out`; killed after
-    `timeout` seconds. -> exit code (negative: killed by that signal)."""
-    if _how(env) == "fresh":
-        with open(log, "a") as err, open(out, "w") as stdout:
-            command = [sys.executable, "-m", "leverplus", *argv]
-            process = subprocess.Popen(command, stdout=stdout, stderr=err, env=env)
-            try:
-                return process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                return process.wait()
+def run_step(argv: list[str], env: dict[str, str], log: Path, timeout: float | None = None) -> tuple[int, str]:
+    """Run `leverplus <argv>` with exactly `env`, stderr appended to `log`; killed after `timeout` seconds.
+    -> (exit code, negative when killed by that signal; what it printed on stdout)"""
+    with tempfile.TemporaryDirectory(prefix="leverplus-step-") as tmp:
+        out = Path(tmp) / "stdout"
+        code = _fresh(argv, env, log, out, timeout) if _how(env) == "fresh" else _forked(argv, env, log, out, timeout)
+        return code, out.read_text() if out.exists() else ""
+
+
+def _fresh(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None) -> int:
+    with open(log, "a") as err, open(out, "w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "leverplus", *argv], stdout=stdout, stderr=err, env=env)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
+def _forked(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None) -> int:
     child = _fork_server().Process(target=_child, args=(argv, env, str(log), str(out)), daemon=False)
     with _STATUS:
         child.start()

@@ -372,11 +372,10 @@ def _container_process(executable: Path, argv: list[str], env: dict[str, str], t
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(exc.cmd, -9, "", "exceeded its timeout")
     with tempfile.TemporaryDirectory(prefix="argo-pod-") as tmp:
-        out, log = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        start = time.monotonic()
-        code = run_step(argv[1:], {**env, "LEVERPLUS_STEP_PROCESS": "forked"}, log, out, timeout)
+        log, start = Path(tmp) / "stderr", time.monotonic()
+        code, stdout = run_step(argv[1:], {**env, "LEVERPLUS_STEP_PROCESS": "forked"}, log, timeout)
         late = code == -9 and time.monotonic() - start >= timeout
-        stdout, stderr = (path.read_text() if path.exists() else "" for path in (out, log))
+        stderr = log.read_text() if log.exists() else ""
     return subprocess.CompletedProcess(argv, code, stdout, stderr + ("exceeded its timeout" if late else ""))
 
 

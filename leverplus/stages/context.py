@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from leverplus import __version__
 from leverplus.config import Settings, settings_hash
 from leverplus.data import VQASplit, load_split
-from leverplus.errors import ConfigError, DataError, IntegrityError
+from leverplus.errors import ConfigError, DataError, IntegrityError, first_problem
 from leverplus.features import FeatureTable
 from leverplus.log import bind, get_logger
 from leverplus.lvlm.prompt import PROMPT_HASH
@@ -184,10 +184,7 @@ class StageContext:
         try:
             return record.model_validate_json(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            detail = f"{where}: {first['msg']}" if where else first["msg"]
-            raise DataError(f"{self.store.uri_for(key)}: not {what} ({detail})") from exc
+            raise DataError(f"{self.store.uri_for(key)}: not {what} ({first_problem(exc)})") from exc
 
     def manifest(self, kind: str, **fields: Any) -> Manifest:
         return Manifest(

@@ -9,7 +9,7 @@ released on the way out. A lease left behind is taken over, with a warning, by
   provably alive on this host (round ids are workflow names: nothing else filters round R);
 - anyone, when the holder is provably gone (it ran on this host and its pid no longer exists).
 Otherwise the error names the holder, and `leverplus store clean --release-lease` removes it once an operator has
-checked. No expiry by time: that could let two slow rounds publish at once. Argo's `leverplus-publish` mutex queues
+checked. No expiry by time: that could let two slow rounds publish at once. Argo's `leverplus-store` mutex queues
 publishing steps of concurrent workflows before they get here.
 """
 
