@@ -129,11 +129,11 @@ def _exact_kl(net: PointerSelector, reference: PointerSelector, groups: list[Gro
     """KL(pi || ref) over every ordered 2-pick sequence of each pool (8 x 7 of them), averaged over the groups: the
     exact value the sampled estimate `grpo/kl_sampled` is noisy around."""
     pairs = torch.tensor([(i, j) for i in range(8) for j in range(8) if i != j])
-    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank).repeat(len(pairs))
-    actions = pairs.repeat(len(groups), 1)
+    batch = make_batch([g.question_id for g in groups], [g.pool for g in groups], bank, bank)
+    actions = pairs.expand(len(groups), *pairs.shape)  # (groups, 56, 2): every sequence of each pool
     with torch.no_grad():
-        logp = net.eval().log_prob(batch.query, batch.pool, batch.mask, actions).view(len(groups), -1)
-        ref = reference.eval().log_prob(batch.query, batch.pool, batch.mask, actions).view(len(groups), -1)
+        logp = net.eval().log_prob(batch.query, batch.pool, batch.mask, actions)
+        ref = reference.eval().log_prob(batch.query, batch.pool, batch.mask, actions)
     net.train()
     assert torch.allclose(logp.exp().sum(1), torch.ones(len(groups)), atol=1e-4)  # every sequence is enumerated
     return float((logp.exp() * (logp - ref)).sum(1).mean())

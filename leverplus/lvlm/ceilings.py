@@ -12,6 +12,7 @@ Sequences are pool indices in prompt order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ def best_sequence(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: 
     if k == 0:
         return sim.expected_accuracy(query, []), []
     if math.perm(len(pool), k) <= EXHAUSTIVE_LIMIT:
-        seqs = np.array(list(itertools.permutations(range(len(pool)), k)))
+        seqs = _permutations(len(pool), k)
         scores = sim.expected_accuracy_many(query, pool, seqs)
         return float(scores.max()), seqs[int(np.argmax(scores))].tolist()
     beams = np.zeros((1, 0), dtype=int)
@@ -53,6 +54,14 @@ def best_sequence(sim: SimLVLM, query: VQARecord, pool: Sequence[VQARecord], k: 
         keep = np.argsort(-scores, kind="stable")[:BEAM_WIDTH]
         beams, best = grown[keep], float(scores[keep[0]])
     return best, beams[0].tolist()
+
+
+@functools.cache
+def _permutations(n: int, k: int) -> np.ndarray:
+    """Every ordered k-sequence of distinct indices below n (read-only: one array serves every question)."""
+    seqs = np.array(list(itertools.permutations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    seqs.flags.writeable = False
+    return seqs
 
 
 def mean_random(

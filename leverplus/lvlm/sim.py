@@ -106,12 +106,20 @@ class SimLVLM:
         for r in train_records:
             vocab[r.question_type][r.multiple_choice_answer] += 1
         self.vocab = {t: [a for a, _ in c.most_common()] for t, c in vocab.items()}
+        # Per record, computed once: what the model perceives of it, and a query's difficulty and the accuracy of its
+        # right and wrong answers (the searches behind InfoScore and the ceilings ask for them thousands of times).
+        self._seen: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._difficulty: dict[tuple[str, int], float] = {}
+        self._scores: dict[tuple[str, int], tuple[float, float]] = {}
         self._wrong: dict[int, str] = {}
 
     def _vectors(self, record: VQARecord) -> tuple[np.ndarray, np.ndarray]:
-        table = self.tables[record.split]
-        row = table.rows([record.question_id])[0]
-        return table.image[row], table.question[row]
+        key = (record.split, record.question_id)
+        if key not in self._seen:
+            table = self.tables[record.split]
+            row = table.rows([record.question_id])[0]
+            self._seen[key] = (table.image[row], table.question[row])
+        return self._seen[key]
 
     def logits(self, query: VQARecord, pool: Sequence[VQARecord], seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Content logit (what teacher forcing sees) and generation logit for sequences of pool indices in prompt
@@ -136,10 +144,13 @@ class SimLVLM:
         return content, content - prm.type_mismatch * mismatch[seqs[:, -1]]
 
     def difficulty(self, query: VQARecord) -> float:
-        image, _ = self._vectors(query)
-        latent = 4.0 * (_unit_hash("difficulty", query.question, image.round(3).tobytes().hex()) - 0.5)
-        counting = self.params.counting_penalty if query.question.lower().startswith("how many") else 0.0
-        return latent + counting + self.params.texture_penalty * float(image[_TEXTURE_INDEX])
+        key = (query.split, query.question_id)
+        if key not in self._difficulty:
+            image, _ = self._vectors(query)
+            latent = 4.0 * (_unit_hash("difficulty", query.question, image.round(3).tobytes().hex()) - 0.5)
+            counting = self.params.counting_penalty if query.question.lower().startswith("how many") else 0.0
+            self._difficulty[key] = latent + counting + self.params.texture_penalty * float(image[_TEXTURE_INDEX])
+        return self._difficulty[key]
 
     def _one(self, query: VQARecord, icds: Sequence[VQARecord]) -> tuple[float, float]:
         content, generation = self.logits(query, icds, np.arange(len(icds))[None, :])
@@ -156,8 +167,16 @@ class SimLVLM:
     def expected_accuracy_many(self, query: VQARecord, pool: Sequence[VQARecord], seqs: np.ndarray) -> np.ndarray:
         """Noise-free expected VQA accuracy of the generated answer, for sequences of pool indices. -> (N,)"""
         p = 1.0 / (1.0 + np.exp(-self.logits(query, pool, seqs)[1]))
-        right = vqa_accuracy(query.multiple_choice_answer, query.answers)
-        return p * right + (1 - p) * vqa_accuracy(self._wrong_answer(query), query.answers)
+        right, wrong = self._answer_scores(query)
+        return p * right + (1 - p) * wrong
+
+    def _answer_scores(self, query: VQARecord) -> tuple[float, float]:
+        """VQA accuracy of the answer given when right, and of the one given when wrong."""
+        key = (query.split, query.question_id)
+        if key not in self._scores:
+            right = vqa_accuracy(query.multiple_choice_answer, query.answers)
+            self._scores[key] = right, vqa_accuracy(self._wrong_answer(query), query.answers)
+        return self._scores[key]
 
     def expected_accuracy(self, query: VQARecord, icds: Sequence[VQARecord]) -> float:
         return float(self.expected_accuracy_many(query, icds, np.arange(len(icds))[None, :])[0])
@@ -184,4 +203,24 @@ class SimLVLM:
         return responses
 
     def answer_prob(self, requests: Sequence[Request]) -> list[float]:
-        return [self.answer_probability(r.query, r.icds) for r in requests]
+        """Teacher-forced probabilities; each run of requests with one query and one ICD count is one `logits` call
+        over the ICDs they use (the same values as one call per request)."""
+        out: list[float] = []
+        start = 0
+        while start < len(requests):
+            query, k = requests[start].query, len(requests[start].icds)
+            end = start + 1
+            while end < len(requests) and requests[end].query is query and len(requests[end].icds) == k:
+                end += 1
+            pool: dict[tuple[str, int], int] = {}  # (split, question_id) -> index into the ICDs the run uses
+            items: list[VQARecord] = []
+            seqs = np.zeros((end - start, k), dtype=np.int64)
+            for row, req in enumerate(requests[start:end]):
+                for col, icd in enumerate(req.icds):
+                    if (icd.split, icd.question_id) not in pool:
+                        pool[icd.split, icd.question_id] = len(items)
+                        items.append(icd)
+                    seqs[row, col] = pool[icd.split, icd.question_id]
+            out += [_sigmoid(float(c)) for c in self.logits(query, items, seqs)[0]]
+            start = end
+        return out

@@ -27,22 +27,9 @@ class PoolBatch:
     mask: torch.Tensor  # (B, P) True where a pool item exists
     pool_ids: list[list[int]]  # question_ids per row, in pool order
 
-    def repeat(self, n: int) -> PoolBatch:
-        """Each row repeated n times (one per candidate of a group); the towers still see each item once."""
-        return PoolBatch(
-            _repeat(self.query, n),
-            _repeat(self.pool, n),
-            self.mask.repeat_interleave(n, 0),
-            [ids for ids in self.pool_ids for _ in range(n)],
-        )
-
     def to(self, device: torch.device | str) -> PoolBatch:
         """The tensors on the policy's device (features, or the towers' inputs); ids stay Python."""
         return PoolBatch(self.query.to(device), self.pool.to(device), self.mask.to(device), self.pool_ids)
-
-
-def _repeat(x: torch.Tensor | TowerInputs, n: int) -> torch.Tensor | TowerInputs:
-    return x.repeat(n) if isinstance(x, TowerInputs) else x.repeat_interleave(n, 0)
 
 
 def make_batch(query_ids: Sequence[int], pools: Sequence[Sequence[int]], queries: Source, icds: Source) -> PoolBatch:

@@ -47,6 +47,13 @@ class _Decoding:
     relevance: torch.Tensor | None = None  # (B, P)
     redundancy: torch.Tensor | None = None  # (B, P)
 
+    def repeat(self, n: int) -> _Decoding:
+        """Each row n times in a row: n sequences decoded from one encoding of the query and its pool."""
+        if n == 1:
+            return self
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return _Decoding(**{name: None if v is None else v.repeat_interleave(n, 0) for name, v in values.items()})
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -136,10 +143,17 @@ class PointerSelector(nn.Module):
             d.redundancy = similar if first else torch.maximum(d.redundancy, similar)
 
     def log_prob(self, query: Features, pool: Features, pool_mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Sequence log-probability of given picks. actions (B, T) pool indices in prompt order -> (B,)"""
+        """Sequence log-probability of given picks. actions (B, T) pool indices in prompt order -> (B,); or
+        (B, G, T), G sequences per query all scored from one encoding of its pool (a GRPO group) -> (B, G)"""
         d = self.encode(query, pool, pool_mask)
-        total = torch.zeros(pool_mask.shape[0], device=pool_mask.device)
-        rows = torch.arange(pool_mask.shape[0], device=pool_mask.device)
+        if actions.dim() == 2:
+            return self._sequence_log_prob(d, actions)
+        b, g, t = actions.shape
+        return self._sequence_log_prob(d.repeat(g), actions.reshape(b * g, t)).view(b, g)
+
+    def _sequence_log_prob(self, d: _Decoding, actions: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(actions.shape[0], device=actions.device)
+        rows = torch.arange(actions.shape[0], device=actions.device)
         for t in range(actions.shape[1]):
             step = self.step_log_probs(d)  # (B, P)
             total = total + step[rows, actions[:, t]]
@@ -156,10 +170,12 @@ class PointerSelector(nn.Module):
         greedy: bool = True,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        draws: int = 1,
     ) -> torch.Tensor:
-        """Pick `shots` distinct pool items per query, greedily or by sampling at a temperature. -> (B, shots) pool
+        """Pick `shots` distinct pool items per query, greedily or by sampling at a temperature; `draws` sequences per
+        query (rows of one query are consecutive), decoded from one encoding of it. -> (B * draws, shots) pool
         indices"""
-        d = self.encode(query, pool, pool_mask)
+        d = self.encode(query, pool, pool_mask).repeat(draws)
         picks = []
         for t in range(shots):
             step = self.step_log_probs(d)
@@ -167,7 +183,7 @@ class PointerSelector(nn.Module):
             picked = probs.argmax(dim=-1) if greedy else _sample(probs, generator)
             picks.append(picked)
             self._advance(d, picked, first=t == 0)
-        return torch.stack(picks, dim=1) if picks else pool_mask.new_zeros(pool_mask.shape[0], 0, dtype=torch.long)
+        return torch.stack(picks, dim=1) if picks else d.available.new_zeros(d.available.shape[0], 0, dtype=torch.long)
 
     @property
     def device(self) -> torch.device:

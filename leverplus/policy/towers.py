@@ -7,7 +7,8 @@ same. Only the adapters train; the base CLIP weights never change and never ente
 the adapters and the head, with the base model's id and the sha256 of its weights, checked on load.
 
 A batch's items go through the towers once: `TowerInputs` holds each distinct item's pixels and tokens once, plus
-the index of every row into them, so repeating a batch for a group's G candidates costs no encoder work.
+the index of every row into them; the head encodes each query and pool once and decodes all of a group's G candidates
+from that encoding.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -44,9 +45,6 @@ class TowerInputs:
     def pixels(self) -> torch.Tensor:
         """(U, 3, H, W) the CLIP image processor's pixel_values (up to float rounding)."""
         return (self.crops.float() - self.mean) / self.std
-
-    def repeat(self, n: int) -> TowerInputs:
-        return replace(self, index=self.index.repeat_interleave(n, 0))
 
     def to(self, device: torch.device | str) -> TowerInputs:
         return TowerInputs(*(getattr(self, f.name).to(device) for f in fields(self)))

@@ -110,12 +110,13 @@ def train_sft(
 
 
 def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: Source, icds: Source):  # noqa: ANN202
-    """log pi of every candidate of every group -> (B, G), and rewards (B, G)."""
+    """log pi of every candidate of every group -> (B, G), and rewards (B, G). Each group's pool is encoded once and
+    its G candidates are decoded from that encoding."""
     g = len(groups[0].sequences)
     batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).to(net.device)
-    batch = batch.repeat(g)  # on the device: the towers' inputs are moved once, not once per candidate
-    actions = sequences_to_actions(batch.pool_ids, [s for x in groups for s in x.sequences]).to(net.device)
-    logp = net.log_prob(batch.query, batch.pool, batch.mask, actions).view(len(groups), g)
+    pool_ids = [ids for ids in batch.pool_ids for _ in range(g)]
+    actions = sequences_to_actions(pool_ids, [s for x in groups for s in x.sequences]).to(net.device)
+    logp = net.log_prob(batch.query, batch.pool, batch.mask, actions.view(len(groups), g, -1))
     rewards = torch.tensor([x.rewards for x in groups], dtype=torch.float32, device=net.device)
     return logp, rewards
 
@@ -185,8 +186,8 @@ def policy_kl(
     for i in range(0, len(groups), 64):
         chunk = groups[i : i + 64]
         batch = make_batch([g.question_id for g in chunk], [g.pool for g in chunk], queries, icds).to(net.device)
-        batch = batch.repeat(samples)
-        actions = net.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator)
+        picks = net.select(batch.query, batch.pool, batch.mask, shots, greedy=False, generator=generator, draws=samples)
+        actions = picks.view(len(chunk), samples, shots)
         logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)
         ref = reference.log_prob(batch.query, batch.pool, batch.mask, actions)
         total, count = total + float((logp - ref).sum()), count + len(logp)

@@ -73,7 +73,7 @@ def candidate_sequences(
     n_policy = round(wanted * rl.policy_fraction) if policy is not None else 0
     if n_policy:
         train = ctx.policy_inputs(policy, ctx.settings.data.train_split)
-        batch = make_batch([query.question_id], [query.pool], train, train).to(policy.device).repeat(n_policy * 4)
+        batch = make_batch([query.question_id], [query.pool], train, train).to(policy.device)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # CPU: the same draws on any device
         picks = policy.select(
             batch.query,
@@ -83,6 +83,7 @@ def candidate_sequences(
             greedy=False,
             generator=generator,
             temperature=rl.policy_temperature,
+            draws=n_policy * 4,
         )
         for row in picks.tolist():
             seq = tuple(prompt_order([query.pool[i] for i in row]))
