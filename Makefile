@@ -25,8 +25,10 @@ $(BIN)/helm: $(BIN)/.installed scripts/install_helm.sh
 run: install
 	$(BIN)/leverplus run balanced-v3
 
+# One test worker per CPU (TEST_WORKERS=0: in this process); the ten slowest tests are listed at the end.
+TEST_WORKERS ?= auto
 test: install lint $(BIN)/helm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

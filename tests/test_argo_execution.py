@@ -424,6 +424,7 @@ def test_two_rounds_started_together_plan_disjoint_queries_and_publish_in_turn(w
     assert rounds == {"nightly-1", "by-hand-1"} and (balanced / "latest").read_text() == "v2\n"
 
 
+@pytest.mark.slow
 def test_retries_wait_their_backoff_and_a_pod_is_killed_at_its_timeout(tmp_path: Path) -> None:
     """In scaled time (1 s of Argo time = 2 ms here): the committed retryStrategy waits 30 s, 60 s, 120 s between
     attempts, a pod that outlives its template's timeout is killed and retried, and the workflow's deadline stops

@@ -231,6 +231,7 @@ S3_SAMPLE = [  # one object of each kind the next round reads, each damaged the 
 ]
 
 
+@pytest.mark.slow
 def test_a_sample_of_damages_on_s3_is_reported_or_changes_nothing(grown: Grown, s3_env, tmp_path: Path) -> None:
     s3 = s3_env.client()
     findings = []

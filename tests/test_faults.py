@@ -156,6 +156,7 @@ def test_s3_gone_for_good_fails_cleanly_after_the_retry_budget(s3_env, proxy: Fl
     assert direct.list() == []  # nothing half-written
 
 
+@pytest.mark.slow
 def test_s3_outage_in_the_middle_of_a_scoring_process(world, s3_env, proxy: FlakyProxy, tmp_path: Path) -> None:
     """A real `leverplus score` process on an S3 store behind the proxy: the endpoint disappears for 4 s after the
     process has read its inputs and started scoring, i.e. while it writes its shard. It retries with backoff and

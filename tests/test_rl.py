@@ -12,6 +12,7 @@ picks can avoid near-duplicates, which a similarity ranking cannot.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from leverplus.heuristics import retrieve
@@ -70,6 +71,7 @@ def _retrieval(ctx) -> float:
     return 100 * float(np.mean(scores))
 
 
+@pytest.mark.slow
 def test_the_trained_policy_beats_global_retrieval_held_out_for_every_seed(world) -> None:
     ctx = world("rl", **SMALL)
     assert ctx.settings.rl.seeds >= 3 and ctx.settings.policy.prior and ctx.settings.pool.sampler == "retrieved"

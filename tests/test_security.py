@@ -170,6 +170,7 @@ def test_a_full_run_on_s3_never_writes_the_secret_anywhere(enforcing_s3: Enforci
     assert b"secret_access_key: '***'" in scanned["config show"]
 
 
+@pytest.mark.slow
 def test_credentials_given_with_set_reach_every_step(enforcing_s3: EnforcingS3, tmp_path: Path) -> None:
     """Issue 12 D3: keys given only with --set reach the step processes of `leverplus run`, which use the launcher's
     identity even with another default identity in the environment (a decoy this server rejects); the secret is in
