@@ -57,11 +57,16 @@ def make_batch(query_ids: Sequence[int], pools: Sequence[Sequence[int]], queries
 
 def sequences_to_actions(pool_ids: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]]) -> torch.Tensor:
     """ICD question_id sequences in prompt order -> pool indices in pick order (policy/order.py). (N, T)"""
+    return group_actions(pool_ids, [[seq] for seq in sequences])[:, 0]
+
+
+def group_actions(pool_ids: Sequence[Sequence[int]], groups: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
+    """Each row's G sequences (a GRPO group's candidates) as pool indices in pick order. (N, G, T)"""
     actions = []
-    for ids, seq in zip(pool_ids, sequences, strict=True):
+    for ids, sequences in zip(pool_ids, groups, strict=True):
         index = {qid: i for i, qid in enumerate(ids)}
         try:
-            actions.append([index[q] for q in pick_order(seq)])
+            actions.append([[index[q] for q in pick_order(seq)] for seq in sequences])
         except KeyError as exc:
             raise DataError(f"ICD question_id {exc.args[0]} is not in its query's pool") from None
     return torch.tensor(actions, dtype=torch.long)

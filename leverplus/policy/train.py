@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from leverplus.policy.batch import Source, make_batch, sequences_to_actions
+from leverplus.policy.batch import Source, group_actions, make_batch, sequences_to_actions
 from leverplus.policy.groups import Group
 from leverplus.policy.losses import group_advantages, grpo_diagnostics, grpo_loss, rce_loss
 from leverplus.policy.network import PointerSelector, frozen_copy
@@ -112,11 +112,9 @@ def train_sft(
 def _group_logp(net: PointerSelector, groups: Sequence[Group], queries: Source, icds: Source):  # noqa: ANN202
     """log pi of every candidate of every group -> (B, G), and rewards (B, G). Each group's pool is encoded once and
     its G candidates are decoded from that encoding."""
-    g = len(groups[0].sequences)
     batch = make_batch([x.question_id for x in groups], [x.pool for x in groups], queries, icds).to(net.device)
-    pool_ids = [ids for ids in batch.pool_ids for _ in range(g)]
-    actions = sequences_to_actions(pool_ids, [s for x in groups for s in x.sequences]).to(net.device)
-    logp = net.log_prob(batch.query, batch.pool, batch.mask, actions.view(len(groups), g, -1))
+    actions = group_actions(batch.pool_ids, [x.sequences for x in groups]).to(net.device)  # (B, G, T)
+    logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)
     rewards = torch.tensor([x.rewards for x in groups], dtype=torch.float32, device=net.device)
     return logp, rewards
 
