@@ -25,8 +25,8 @@ $(BIN)/helm: $(BIN)/.installed scripts/install_helm.sh
 run: install
 	$(BIN)/leverplus run balanced-v3
 
-# One test worker per CPU (TEST_WORKERS=0: in this process), each handed one test at a time, the slow ones first
-# (tests/conftest.py), so the workers finish together; the ten slowest tests are listed at the end.
+# Parallel test workers, half again as many as CPUs (TEST_WORKERS=0: in this process), each handed one test at a
+# time, the slow ones first (tests/conftest.py), so the workers finish together; the ten slowest are listed at the end.
 TEST_WORKERS ?= auto
 test: install lint $(BIN)/helm
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxschedchunk 1

@@ -15,8 +15,9 @@ import pytest
 
 from leverplus.cpus import THREAD_VARIABLES, available_cpus
 
-# `make test` runs one pytest-xdist worker per CPU. Each worker's torch, and every run it starts, gets its share of
-# the CPUs instead of a thread per core each: oversubscribed, the suite ran 1.5x slower. (Set before torch loads.)
+# `make test` runs pytest-xdist workers (pytest_xdist_auto_num_workers below). Each worker's torch, and every run it
+# starts, gets its share of the CPUs (at least one thread) instead of a thread per core each, which oversubscribed
+# the CPUs and made the suite 1.5x slower. (Set before torch loads.)
 if (_WORKERS := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) > 1:
     for _name in THREAD_VARIABLES:
         os.environ[_name] = str(max(1, available_cpus() // _WORKERS))
@@ -27,6 +28,12 @@ from leverplus.store import Store, open_store
 # Fake credentials for the local server; the tests also check that they never leak into output.
 S3_ACCESS_KEY = "AKIALEVERPLUSTEST0001"
 S3_SECRET_KEY = "leverplus-test-secret-DO-NOT-LEAK-8c1f"
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: half again as many workers as CPUs. Many tests wait on the processes they start or on the S3
+    server, so one worker per CPU left the CPUs idle: on 2 cores the suite took 279 s with 2 workers, 249 s with 3."""
+    return max(2, available_cpus() * 3 // 2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
