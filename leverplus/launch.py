@@ -43,6 +43,7 @@ from leverplus.run_record import (
 )
 from leverplus.stages.growth import decision_key, growth_summary
 from leverplus.stages.layout import check_id
+from leverplus.steps import warm_up
 from leverplus.store import Store, open_store, store_or_full_uri
 from leverplus.store.lease import holder_gone, this_host
 
@@ -222,6 +223,7 @@ def launch(req: RunRequest) -> dict[str, str]:
     if req.workers < 1:
         raise ConfigError(f"--workers {req.workers}: need at least 1 parallel process")
     log = get_logger()
+    warm_up()
     log_root = Path(req.log_dir or "leverplus-logs")
     settings, scaled = resolve_settings(req, staging_dir(log_root))
     if settings.run.run_id is not None:

@@ -18,7 +18,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_step"]
+__all__ = ["run_step", "warm_up"]
 
 STEP_PROCESS_ENV = "LEVERPLUS_STEP_PROCESS"
 # What every step imports anyway; transformers is left out: it reads HF_* variables when it loads.
@@ -38,6 +38,20 @@ def run_step(argv: list[str], env: dict[str, str], log: Path, timeout: float | N
         out = Path(tmp) / "stdout"
         code = _fresh(argv, env, log, out, timeout) if _how(env) == "fresh" else _forked(argv, env, log, out, timeout)
         return code, out.read_text() if out.exists() else ""
+
+
+def warm_up() -> None:
+    """Start the fork server now, in the background, when steps will be forked: its imports (torch, ~2 s) overlap
+    with what the runner does before its first step (choosing the run, synthesising a world)."""
+    if _how({}) == "forked":
+        threading.Thread(target=_start_fork_server, name="fork-server", daemon=True).start()
+
+
+def _start_fork_server() -> None:
+    from multiprocessing import forkserver
+
+    _fork_server()
+    forkserver.ensure_running()  # the first step's start() waits on the same lock if this is still importing
 
 
 def _fresh(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None) -> int:

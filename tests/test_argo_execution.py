@@ -8,13 +8,14 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.argo_runtime import ArgoError, Cluster, base_env, submit
-from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
@@ -84,7 +85,40 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
     )
     for path in sorted((WORKFLOWS / "templates").glob("*.yaml")):
         cluster.install(yaml.safe_load(path.read_text()))
+    # The local runner's rounds, with the same settings in the same bucket, run meanwhile (they share nothing).
+    env = {**base_env(tmp_path), **common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/local"}
+    env |= {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
+    with ThreadPoolExecutor(1) as background:
+        rounds = background.submit(_local_rounds, env, tmp_path)
+        _argo_rounds(cluster, s3_env, bucket)
+        rounds.result()
 
+    client = s3_env.client()
+    for version in (1, 2):
+        argo = _balanced(client, bucket, "argo", version)
+        local = _balanced(client, bucket, "local", version)
+        assert argo and argo == local, f"balanced set v{version} differs between Argo and the local runner"
+    report = client.list_objects_v2(Bucket=bucket, Prefix="argo/runs/bv3/report/manifest.json")
+    assert report.get("KeyCount") == 1  # the balanced-v3 workflow reached its report
+
+
+def _local_rounds(env: dict[str, str], cwd: Path) -> None:
+    """`leverplus run balanced-v3` (an SFT policy first), then a data-growth round."""
+    for args in (["balanced-v3"], ["data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "leverplus", "run", *args, "--profile", "none", "--workers", "2"],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _argo_rounds(cluster: Cluster, s3_env: S3Server, bucket: str) -> None:
+    """The sft and balanced-v3 templates, as `argo submit --from`, and the nightly CronWorkflow's workflow; then
+    balanced-v3 submitted again under the same name."""
     submit(cluster.templates["sft"], cluster, "sft", NO_GPU)
     submit(cluster.templates["balanced-v3"], cluster, "bv3", {**NO_GPU, "sft-checkpoint": "runs/sft/checkpoints/sft"})
     nightly = submit(_doc("nightly-data-growth-cpu.yaml"), cluster, "nightly-1")  # as `kubectl apply`-ed on kind
@@ -110,30 +144,6 @@ def test_committed_workflows_run_a_round_as_argo_would_and_match_the_local_runne
     assert {k for k in after if k not in before} == set()
     rewritten = {k for k in before if after[k] != before[k]}
     assert not rewritten, rewritten
-
-    env = {**base_env(tmp_path), **common, "LEVERPLUS_STORE__URI": f"s3://{bucket}/local"}
-    env |= {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
-    for args in (
-        ["balanced-v3"],
-        ["data-growth", "--sft-checkpoint", "runs/run-0001/checkpoints/sft"],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "leverplus", "run", *args, "--profile", "none", "--workers", "2"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-
-    client = s3_env.client()
-    for version in (1, 2):
-        argo = _balanced(client, bucket, "argo", version)
-        local = _balanced(client, bucket, "local", version)
-        assert argo and argo == local, f"balanced set v{version} differs between Argo and the local runner"
-    report = client.list_objects_v2(Bucket=bucket, Prefix="argo/runs/bv3/report/manifest.json")
-    assert report.get("KeyCount") == 1  # the balanced-v3 workflow reached its report
 
 
 @pytest.mark.parametrize("encoder", ["frozen", "clip-lora"])

@@ -13,6 +13,7 @@ from leverplus.data import load_split
 from leverplus.errors import ConfigError, IntegrityError
 from leverplus.features import FeatureTable, compute_features, feature_key
 from leverplus.features.simple import encode_image, encode_question
+from leverplus.features.table import l2_normalise
 from leverplus.features.tiny import build_clip
 from leverplus.store import LocalStore, open_store
 
@@ -51,6 +52,11 @@ def test_simple_features_of_a_split_roundtrip_through_the_store(world_root: Path
     records = list(data)
     same_image = [i for i, r in enumerate(records) if r.image_id == records[0].image_id]
     assert len(same_image) > 1 and all(np.array_equal(table.image[i], table.image[0]) for i in same_image)
+    # Images are encoded on threads: each row is still its own question's image, exactly as encoded alone.
+    row = {int(q): i for i, q in enumerate(table.question_ids)}
+    for r in records[::7]:
+        alone = l2_normalise(encode_image(data.load_image(r))[None])[0]
+        assert np.array_equal(table.image[row[r.question_id]], alone)
     store = LocalStore(tmp_path)
     table.save(store)
     loaded = FeatureTable.load(store, "simple", "val")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from leverplus.cpus import available_cpus
 from leverplus.features.table import FeatureTable, feature_key, l2_normalise
 
 if TYPE_CHECKING:
@@ -29,10 +31,15 @@ def compute_features(
     if settings.encoder == "simple":
         from leverplus.features.simple import encode_image, encode_question
 
+        def encode(image_id: int) -> np.ndarray:
+            return encode_image(data.load_image(records[first_row[image_id]]))
+
+        # Decoding, resizing and numpy release the GIL: threads encode the images side by side, in order.
         image_vecs = []
-        for image_id in unique:
-            image_vecs.append(encode_image(data.load_image(records[first_row[image_id]])))
-            progress(1)
+        with ThreadPoolExecutor(available_cpus()) as pool:
+            for vector in pool.map(encode, unique):
+                image_vecs.append(vector)
+                progress(1)
         image_matrix = np.stack(image_vecs)
         question_matrix = np.stack([encode_question(r.question) for r in records])
     elif settings.encoder == "clip":
