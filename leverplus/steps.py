@@ -50,8 +50,11 @@ def warm_up() -> None:
 def _start_fork_server() -> None:
     from multiprocessing import forkserver
 
-    _fork_server()
-    forkserver.ensure_running()  # the first step's start() waits on the same lock if this is still importing
+    try:
+        _fork_server()
+        forkserver.ensure_running()  # the first step's start() waits on the same lock if this is still importing
+    except Exception:  # an early start only saves time: the first step starts the server and reports why not
+        return
 
 
 def _fresh(argv: list[str], env: dict[str, str], log: Path, out: Path, timeout: float | None) -> int:

@@ -272,3 +272,30 @@ def test_steps_fork_on_linux_and_start_a_new_interpreter_elsewhere(monkeypatch) 
         monkeypatch.setattr(steps.sys, "platform", platform)
         assert steps._how({}) == how
     assert steps._how({"LEVERPLUS_STEP_PROCESS": "fresh"}) == "fresh"
+
+
+def test_a_run_starts_its_fork_server_before_its_first_step() -> None:
+    """`warm_up` (called first thing by `leverplus run`) starts the server that imports torch in the background, so
+    that import overlaps with choosing the run and synthesising the world; with fresh steps it starts nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERPLUS_")}
+
+    def started(mode: str, wait: float) -> list[str]:
+        """(the fork server runs, torch was imported in this process) after warm_up and up to `wait` seconds."""
+        probe = (
+            "import sys, time\n"
+            "from multiprocessing import forkserver\n"
+            "from leverplus import steps\n"
+            "if __name__ == '__main__':\n"
+            "    steps.warm_up()\n"
+            f"    deadline = time.monotonic() + {wait}\n"
+            "    while forkserver._forkserver._forkserver_pid is None and time.monotonic() < deadline:\n"
+            "        time.sleep(0.05)\n"
+            "    print(forkserver._forkserver._forkserver_pid is not None, 'torch' in sys.modules)\n"
+        )
+        extra = {"LEVERPLUS_STEP_PROCESS": mode}
+        proc = subprocess.run([sys.executable, "-c", probe], env=env | extra, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert started("forked", 30) == ["True", "False"]  # torch loads in the server, not in the runner
+    assert started("fresh", 1) == ["False", "False"]
