@@ -153,6 +153,10 @@ def test_grpo_penalty_is_zero_at_its_first_step_and_kl_grows_as_adapters_move(ti
     assert first["grpo/k3_on_candidates"] == pytest.approx(0.0, abs=1e-7)  # the reference is where GRPO started
     assert 0 < kls[0] < kls[-1] and kls[-1] > 0.05  # the policy moves away from its reference as the adapters train
     assert len([m for _, m in curve if "grpo/kl_sampled" in m]) == 4  # the sampled estimate is logged per epoch
+    # ...and, with enough draws, it is the exact KL: a mean over every sampled sequence of every group.
+    sampled = policy_kl(net.eval(), start.eval(), groups, bank, bank, samples=2000, seed=0)
+    net.train()
+    assert sampled == pytest.approx(kls[-1], rel=0.15)
     assert not torch.equal(start.towers.adapter_state()[next(iter(start.towers.adapter_state()))],
                            net.towers.adapter_state()[next(iter(start.towers.adapter_state()))])  # fmt: skip
 

@@ -188,7 +188,7 @@ def policy_kl(
         actions = picks.view(len(chunk), samples, shots)
         logp = net.log_prob(batch.query, batch.pool, batch.mask, actions)
         ref = reference.log_prob(batch.query, batch.pool, batch.mask, actions)
-        total, count = total + float((logp - ref).sum()), count + len(logp)
+        total, count = total + float((logp - ref).sum()), count + logp.numel()  # (groups, samples)
     return total / max(count, 1)
 
 
